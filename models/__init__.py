@@ -1,0 +1,1 @@
+"""Model directories shipped inside the promofilter wheel (read with importlib.resources)."""
