@@ -117,3 +117,17 @@ def test_evaluate_cli_names_file_and_line_of_bad_data(tmp_path, capsys):
     bad.write_text('{"id": "a", "source": "s", "segments": [{"text": "x", "label": "spam"}]}\n')
     assert evaluate_main(["--model", "keyword", "--data", str(bad)]) == 2
     assert f"{bad}:1: segments[0].label" in capsys.readouterr().err
+
+
+def test_baseline_reports_cover_both_baselines_on_all_three_datasets(tmp_path, seed_article):
+    from training.baseline_reports import main as reports_main
+
+    assert reports_main(["--output", str(tmp_path), "--seed-article", str(seed_article)]) == 0
+    index = (tmp_path / "README.md").read_text()
+    for model in ("keyword", "tfidf"):
+        for data in ("test", "test-hard", "seed"):
+            report = json.loads((tmp_path / f"{model}-{data}" / "report.json").read_text())
+            assert report["model"] == model and report["segment"]["segments"] > 0
+            assert f"({model}-{data}/report.md)" in index
+    seed = json.loads((tmp_path / "keyword-seed" / "report.json").read_text())
+    assert seed["segment"]["promotional"] == 3 and seed["documents"] == 1

@@ -68,6 +68,47 @@ KEYWORD_PATTERNS: tuple[tuple[str, float], ...] = (
     (r"lesen sie (auch|mehr)|mehr zum thema", _WEAK),
     (r"telegram|whatsapp-gruppe|discord", _WEAK),
     (r"\?\s*!|!!+", _WEAK),
+    # second round: link arrows, shop and subscription wording, English calls
+    (r"hier geht'?s (zu|zur|zum)|jetzt (shoppen|lesen|ansehen|entdecken|ausprobieren)", _STRONG),
+    (
+        r"(report|analyse|studie|ratgeber|e-?book|whitepaper|app) (gratis |kostenlos )?(herunterladen|downloaden|anfordern)",
+        _STRONG,
+    ),
+    (
+        r"exklusiv für (abonnent|mitglieder|plus)|probemonat|probeabo|testabo|\bfür (nur )?1 ?(€|euro)",
+        _STRONG,
+    ),
+    (
+        r"präsentiert von|sonderveröffentlichung|in kooperation mit|promotion\b|partnerangebot",
+        _STRONG,
+    ),
+    (
+        r"free shipping|don'?t miss|grab your|get started|join (now|today|our)|try .{0,20}free|limited (time|offer)",
+        _STRONG,
+    ),
+    (r"[»›>]\s*$|→", _WEAK),
+    (
+        r"bestellen|shoppen|einloggen|registrier|abonnier|angebot (gilt|endet)|regulären preis",
+        _WEAK,
+    ),
+    (
+        r"ihre vorteile|ihr vorteil|auf einen blick|unser(e|en)? (experte|team|redaktion) (zeigt|verrät)",
+        _WEAK,
+    ),  # third round: imperatives addressed to the reader, "jetzt ... <verb>", fear of missing out
+    (
+        r"\bjetzt\b.{0,40}\b(vergleichen|anfordern|sichern|bestellen|abonnieren|herunterladen|testen|buchen|anmelden|registrieren|teilnehmen|mitmachen|wechseln|eröffnen|starten|nutzen)\b",
+        _STRONG,
+    ),
+    (
+        r"\b(laden|sichern|melden|testen|starten|abonnieren|aktivieren|entdecken|bestellen|buchen|registrieren|holen) sie\b|\bhol dir\b|\bsichere dir\b|\bmelde dich\b|\blade (dir )?die\b",
+        _STRONG,
+    ),
+    (r"nichts? (mehr )?verpassen|keine \w+ mehr verpassen", _STRONG),
+    (
+        r"lesen sie (auch|mehr|hier)|^zur? [\w-]*(analyse|anmeldung|seite|report|studie|übersicht)\b",
+        _STRONG,
+    ),
+    (r"\babo\b|abo-|-abo\b|unsere(r|n)? (experten|analyse|app|newsletter|premium)", _WEAK),
 )
 
 
