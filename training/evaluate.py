@@ -19,7 +19,7 @@ import json
 import sys
 import time
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -33,6 +33,7 @@ from training.corpus import (
     PROMOTIONAL,
     CorpusError,
     Document,
+    Segment,
     read_documents,
     sha256_file,
 )
@@ -62,7 +63,7 @@ class ScoredSegment:
     score: float
 
     @property
-    def segment(self):
+    def segment(self) -> Segment:
         return self.document.segments[self.index]
 
 
@@ -377,10 +378,11 @@ def worst_errors(
     errors = [
         item for item in scored if (item.score >= threshold) != (item.segment.label == PROMOTIONAL)
     ]
-    confidence: Callable[[ScoredSegment], float] = lambda item: abs(  # noqa: E731
-        item.score - (1.0 if item.segment.label == PROMOTIONAL else 0.0)
+    # distance from the gold label: 1.0 is a maximally confident mistake
+    errors.sort(
+        key=lambda item: abs(item.score - (item.segment.label == PROMOTIONAL)), reverse=True
     )
-    return sorted(errors, key=confidence, reverse=True)[:limit]
+    return errors[:limit]
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
