@@ -25,7 +25,8 @@ SEED_ARTICLE = Path(__file__).resolve().parents[1].parent / "shared" / "seed-art
 SEED_PROMOTIONAL_LINES = {16, 17, 18}
 
 
-def _datasets(seed_article: Path, scratch: Path) -> dict[str, tuple[Path, str]]:
+def _datasets(seed_article: Path, scratch: Path) -> dict[str, tuple[Path, str, Path]]:
+    """name -> (corpus file to evaluate, label for the report, file whose sha256 is reported)."""
     seed = document_from_text(
         seed_article.read_text(encoding="utf-8"),
         SEED_PROMOTIONAL_LINES,
@@ -34,10 +35,11 @@ def _datasets(seed_article: Path, scratch: Path) -> dict[str, tuple[Path, str]]:
     )
     seed_file = scratch / "seed-article.jsonl"
     write_documents(seed_file, [seed])
+    test, hard = SPLITS_DIR / "test.jsonl", SPLITS_DIR / "test-hard.jsonl"
     return {
-        "test": (SPLITS_DIR / "test.jsonl", "training/data/splits/test.jsonl"),
-        "test-hard": (SPLITS_DIR / "test-hard.jsonl", "training/data/splits/test-hard.jsonl"),
-        "seed": (seed_file, "../shared/seed-article.txt (lines 16-18 promotional)"),
+        "test": (test, "training/data/splits/test.jsonl", test),
+        "test-hard": (hard, "training/data/splits/test-hard.jsonl", hard),
+        "seed": (seed_file, "../shared/seed-article.txt (lines 16-18 promotional)", seed_article),
     }
 
 
@@ -54,11 +56,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     models = {"keyword": KeywordBaseline(), "tfidf": tfidf}
     rows = []
     with tempfile.TemporaryDirectory() as scratch:
-        for data_name, (path, label) in _datasets(args.seed_article, Path(scratch)).items():
+        for data_name, (path, label, origin) in _datasets(args.seed_article, Path(scratch)).items():
             documents = read_documents(path)
             for model_name, model in models.items():
                 report, scored = evaluate(model, documents)
-                report.update(model=model_name, data=label, data_sha256=sha256_file(path))
+                report.update(model=model_name, data=label, data_sha256=sha256_file(origin))
                 write_report(report, scored, args.output / f"{model_name}-{data_name}")
                 rows.append((model_name, data_name, report))
     (args.output / "README.md").write_text(_index(rows, tfidf.params), encoding="utf-8")
