@@ -94,7 +94,8 @@ KEYWORD_PATTERNS: tuple[tuple[str, float], ...] = (
     (
         r"ihre vorteile|ihr vorteil|auf einen blick|unser(e|en)? (experte|team|redaktion) (zeigt|verrät)",
         _WEAK,
-    ),  # third round: imperatives addressed to the reader, "jetzt ... <verb>", fear of missing out
+    ),
+    # third round: imperatives addressed to the reader, "jetzt ... <verb>", fear of missing out
     (
         r"\bjetzt\b.{0,40}\b(vergleichen|anfordern|sichern|bestellen|abonnieren|herunterladen|testen|buchen|anmelden|registrieren|teilnehmen|mitmachen|wechseln|eröffnen|starten|nutzen)\b",
         _STRONG,
