@@ -2,11 +2,9 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
+from training.baseline_reports import SEED_ARTICLE
+
 FIXTURES = Path(__file__).parent / "fixtures"
-SHARED = ROOT.parent / "shared"
-SEED_ARTICLE = SHARED / "seed-article.txt"
-SEED_PROMOTIONAL_LINES = "16-18"
 
 
 @pytest.fixture(scope="session")
