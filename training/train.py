@@ -1,0 +1,189 @@
+"""Fine-tuning and distillation with the transformers ``Trainer`` on CPU.
+
+Targets are P(promotional): gold labels (0/1) for fine-tuning a teacher, a blend of gold
+labels and the teacher's probabilities for distilling a student. Each run keeps its
+checkpoints in a run directory outside the repository and resumes from the last one when
+started again with the same directory.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+from training.corpus import AMBIGUOUS, Document
+from training.metrics import average_precision, best_f1_threshold, threshold_for_precision
+
+DEFAULT_RUNS_DIR = Path("~/.cache/promofilter/runs").expanduser()
+
+
+@dataclass
+class FineTuneArgs:
+    """Settings of one Trainer run; the defaults are the shipped model's teacher run."""
+
+    run_dir: Path
+    epochs: float = 3.0
+    batch_size: int = 32
+    learning_rate: float = 5e-5
+    weight_decay: float = 0.01
+    warmup: float = 0.06
+    max_length: int = 128
+    seed: int = 13
+    patience: int = 1
+    freeze_word_embeddings: bool = False  # about 2x faster steps; keeps pretrained pieces
+    max_steps: int = -1  # > 0 caps the run (smoke tests)
+    progress: bool = True
+
+    def to_json(self) -> dict:
+        return {**asdict(self), "run_dir": str(self.run_dir)}
+
+
+def segment_rows(documents: Sequence[Document]) -> tuple[list[str], np.ndarray]:
+    """Texts and gold P(promotional) of every labelled segment; ambiguous ones are left out."""
+    texts, labels = [], []
+    for document in documents:
+        for segment in document.segments:
+            if segment.label != AMBIGUOUS:
+                texts.append(segment.text)
+                labels.append(1.0 if segment.label == "promotional" else 0.0)
+    return texts, np.asarray(labels, dtype=np.float32)
+
+
+def tokenized_dataset(tokenizer, texts: Sequence[str], targets: Sequence[float], max_length: int):
+    from datasets import Dataset
+
+    encoded = tokenizer(list(texts), truncation=True, max_length=max_length)
+    return Dataset.from_dict(
+        {
+            "input_ids": encoded["input_ids"],
+            "attention_mask": encoded["attention_mask"],
+            "labels": [float(t) for t in targets],
+            "length": [len(ids) for ids in encoded["input_ids"]],
+        }
+    )
+
+
+def predict_proba_torch(
+    model, tokenizer, texts: Sequence[str], max_length: int, batch_size: int = 64
+) -> np.ndarray:
+    """P(promotional) from a PyTorch ``PromoClassifier``, batches sorted by length."""
+    import torch
+
+    from training.modeling import PROMOTIONAL_ID
+
+    model.eval()
+    order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
+    scores = np.zeros(len(texts), dtype=np.float32)
+    with torch.inference_mode():
+        for start in range(0, len(order), batch_size):
+            chosen = order[start : start + batch_size]
+            batch = tokenizer(
+                [texts[i] for i in chosen],
+                truncation=True,
+                max_length=max_length,
+                padding=True,
+                return_tensors="pt",
+            )
+            logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"])
+            probabilities = torch.softmax(logits.logits.float(), dim=-1)[:, PROMOTIONAL_ID]
+            scores[chosen] = probabilities.numpy()
+    return scores
+
+
+def dev_metrics(labels: np.ndarray, scores: np.ndarray, precision_target: float) -> dict:
+    truth = labels >= 0.5
+    threshold = threshold_for_precision(truth, scores, precision_target)
+    predicted = scores >= threshold
+    tp = int((predicted & truth).sum())
+    precision = tp / max(int(predicted.sum()), 1)
+    recall = tp / max(int(truth.sum()), 1)
+    return {
+        "pr_auc": average_precision(truth, scores),
+        "best_f1": best_f1_threshold(truth, scores)[1],
+        "threshold": threshold,
+        "precision": precision,
+        "recall": recall,
+        "f1": 2 * precision * recall / max(precision + recall, 1e-12),
+    }
+
+
+def fine_tune(
+    model,
+    tokenizer,
+    train_texts: Sequence[str],
+    train_targets: Sequence[float],
+    dev_texts: Sequence[str],
+    dev_labels: np.ndarray,
+    args: FineTuneArgs,
+):
+    """Train ``model`` in place with early stopping on dev PR-AUC; return the best model.
+
+    Resumes from the newest checkpoint in ``args.run_dir`` if there is one, so that a killed
+    run continues where it stopped.
+    """
+    from transformers import (
+        DataCollatorWithPadding,
+        EarlyStoppingCallback,
+        Trainer,
+        TrainingArguments,
+        set_seed,
+    )
+    from transformers.trainer_utils import get_last_checkpoint
+
+    set_seed(args.seed)
+    if args.freeze_word_embeddings:
+        model.get_input_embeddings().weight.requires_grad_(False)
+    args.run_dir.mkdir(parents=True, exist_ok=True)
+    (args.run_dir / "fine_tune_args.json").write_text(json.dumps(args.to_json(), indent=2))
+    train = tokenized_dataset(tokenizer, train_texts, train_targets, args.max_length)
+    dev = tokenized_dataset(tokenizer, dev_texts, dev_labels, args.max_length)
+
+    def compute_metrics(prediction) -> dict:
+        logits = np.asarray(prediction.predictions, dtype=np.float64)
+        logits -= logits.max(axis=1, keepdims=True)
+        probabilities = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
+        return {"pr_auc": average_precision(dev_labels >= 0.5, probabilities[:, 1])}
+
+    steps_per_epoch = math.ceil(len(train) / args.batch_size)
+    training_args = TrainingArguments(
+        output_dir=str(args.run_dir),
+        num_train_epochs=args.epochs,
+        max_steps=args.max_steps,
+        per_device_train_batch_size=args.batch_size,
+        per_device_eval_batch_size=64,
+        learning_rate=args.learning_rate,
+        weight_decay=args.weight_decay,
+        warmup_steps=args.warmup,
+        eval_strategy="epoch" if args.max_steps <= 0 else "steps",
+        save_strategy="epoch" if args.max_steps <= 0 else "steps",
+        eval_steps=max(args.max_steps, 1) if args.max_steps > 0 else None,
+        save_steps=max(args.max_steps, 1) if args.max_steps > 0 else None,
+        load_best_model_at_end=True,
+        metric_for_best_model="pr_auc",
+        greater_is_better=True,
+        save_total_limit=2,
+        train_sampling_strategy="group_by_length",
+        logging_steps=max(1, min(50, steps_per_epoch // 4)),
+        seed=args.seed,
+        data_seed=args.seed,
+        use_cpu=True,
+        report_to="none",
+        disable_tqdm=not args.progress,
+        dataloader_num_workers=0,
+    )
+    trainer = Trainer(
+        model=model,
+        args=training_args,
+        train_dataset=train,
+        eval_dataset=dev,
+        data_collator=DataCollatorWithPadding(tokenizer),
+        compute_metrics=compute_metrics,
+        callbacks=[EarlyStoppingCallback(early_stopping_patience=args.patience)],
+    )
+    trainer.train(resume_from_checkpoint=get_last_checkpoint(str(args.run_dir)))
+    return trainer.model
