@@ -50,7 +50,7 @@ class BuildConfig:
     test: Path = SPLITS_DIR / "test.jsonl"
     test_hard: Path = SPLITS_DIR / "test-hard.jsonl"
     generated_per_document: int = 6
-    distill_per_document: int = 12
+    distill_per_document: int = 6
     distill_gold_weight: float = 0.5
     student_layers: int = 3
     precision_target: float = 0.97
@@ -229,7 +229,7 @@ def stage_export(config: BuildConfig, student_dir: Path) -> Path:
     return target
 
 
-def stage_package(config: BuildConfig, student_dir: Path, onnx_dir: Path, started: float) -> Path:
+def stage_package(config: BuildConfig, student_dir: Path, onnx_dir: Path) -> Path:
     """Write ``config.output``: model.onnx (int8), tokenizer.json, config.json, README.md."""
     import promofilter
 
@@ -249,8 +249,8 @@ def stage_package(config: BuildConfig, student_dir: Path, onnx_dir: Path, starte
             "max_length": config.max_length,
             "threshold": 0.5,
             "pad_token_id": student_config["pad_token_id"],
-            "model_sha256": promofilter.model.sha256_of(staging / "model.onnx"),
-            "tokenizer_sha256": promofilter.model.sha256_of(staging / "tokenizer.json"),
+            "model_sha256": sha256_file(staging / "model.onnx"),
+            "tokenizer_sha256": sha256_file(staging / "tokenizer.json"),
         }
         _write_json(staging / "config.json", model_config)
         # the threshold is chosen on dev through the runtime, on the int8 graph that ships
@@ -264,6 +264,8 @@ def stage_package(config: BuildConfig, student_dir: Path, onnx_dir: Path, starte
                 "encoder": "BERT, mean pooling, linear head",
                 "layers": student_config["num_hidden_layers"],
                 "hidden_size": student_config["hidden_size"],
+                "num_attention_heads": student_config["num_attention_heads"],
+                "intermediate_size": student_config["intermediate_size"],
                 "vocab_size": student_config["vocab_size"],
                 "teacher_layers": json.loads(
                     (config.work_dir / "teacher" / "config.json").read_text()
@@ -285,7 +287,7 @@ def stage_package(config: BuildConfig, student_dir: Path, onnx_dir: Path, starte
         metrics["dev"] = dev
         metrics["parity"] = json.loads((onnx_dir / "parity.json").read_text())
         model_config["metrics"] = metrics
-        model_config["build_seconds"] = round(time.perf_counter() - started)
+        model_config["build_seconds"] = round(build_seconds(config))
         _write_json(staging / "config.json", model_config)
         write_model_card(staging, model_config, smoke=config.smoke)
         if output.exists():
@@ -307,17 +309,40 @@ def _write_json(path: Path, content: dict) -> None:
     path.write_text(json.dumps(content, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
 
 
+STAGE_TIMES = "stage_seconds.json"
+
+
+def _timed(config: BuildConfig, name: str, stage, *args):
+    """Run a stage; record its wall time when it did work, so that a build resumed over
+    several invocations still reports the whole time it took."""
+    times_file = config.work_dir / STAGE_TIMES
+    times = json.loads(times_file.read_text()) if times_file.is_file() else {}
+    started = time.perf_counter()
+    result = stage(config, *args)
+    elapsed = time.perf_counter() - started
+    if name not in times or elapsed > 1.0:  # a skipped stage returns at once
+        # a stage resumed after a kill adds up over the invocations
+        times[name] = round(times.get(name, 0.0) + elapsed, 1)
+        times_file.write_text(json.dumps(times, indent=2))
+    return result
+
+
+def build_seconds(config: BuildConfig) -> float:
+    times_file = config.work_dir / STAGE_TIMES
+    return sum(json.loads(times_file.read_text()).values()) if times_file.is_file() else 0.0
+
+
 def build_default(config: BuildConfig) -> Path:
     started = time.perf_counter()
     config.work_dir.mkdir(parents=True, exist_ok=True)
     config.output.parent.mkdir(parents=True, exist_ok=True)
-    base = stage_base(config)
-    teacher = stage_teacher(config, base)
-    targets = stage_targets(config, teacher)
-    student = stage_student(config, teacher, targets)
-    onnx_dir = stage_export(config, student)
-    output = stage_package(config, student, onnx_dir, started)
-    _log(f"wrote {output} in {time.perf_counter() - started:.0f} s")
+    base = _timed(config, "base", stage_base)
+    teacher = _timed(config, "teacher", stage_teacher, base)
+    targets = _timed(config, "targets", stage_targets, teacher)
+    student = _timed(config, "student", stage_student, teacher, targets)
+    onnx_dir = _timed(config, "export", stage_export, student)
+    output = _timed(config, "package", stage_package, student, onnx_dir)
+    _log(f"wrote {output} in {time.perf_counter() - started:.0f} s this run")
     return output
 
 

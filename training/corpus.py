@@ -14,13 +14,13 @@ Run as a module to turn a plain-text page into a one-document corpus file::
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import sys
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from promofilter.model import sha256_of
 from promofilter.segment import Span, join_segments, segment_spans
 
 FACTUAL = "factual"
@@ -242,12 +242,8 @@ def write_documents(path: str | Path, documents: Iterable[Document]) -> None:
             handle.write(json.dumps(document.to_json(), ensure_ascii=False) + "\n")
 
 
-def sha256_file(path: str | Path) -> str:
-    digest = hashlib.sha256()
-    with Path(path).open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+# one implementation, shared with the runtime's model integrity check
+sha256_file = sha256_of
 
 
 def parse_line_ranges(spec: str) -> set[int]:

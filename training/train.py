@@ -147,7 +147,9 @@ def fine_tune(
         logits = np.asarray(prediction.predictions, dtype=np.float64)
         logits -= logits.max(axis=1, keepdims=True)
         probabilities = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
-        return {"pr_auc": average_precision(dev_labels >= 0.5, probabilities[:, 1])}
+        # label_ids, not dev_labels: the evaluation loop need not keep the dataset's order
+        truth = np.asarray(prediction.label_ids).reshape(-1) >= 0.5
+        return {"pr_auc": average_precision(truth, probabilities[:, 1])}
 
     steps_per_epoch = math.ceil(len(train) / args.batch_size)
     training_args = TrainingArguments(

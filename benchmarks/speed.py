@@ -1,0 +1,149 @@
+"""Shipped model on ONNX Runtime against a Hugging Face PyTorch pipeline, same segments.
+
+    python -m benchmarks.speed [--model models/default] [--repeats 3]
+
+Both sides score the test split's segments with 2 threads and batch size 32:
+
+* promofilter: ``promofilter.load(model).predict_proba`` (int8 student, tokenization included);
+* reference: ``transformers.pipeline("text-classification")`` running a 12-layer model of the
+  teacher's architecture (same hidden size, heads and vocabulary) in PyTorch fp32. Its weights
+  are random: speed does not depend on them, and the teacher is not shipped.
+
+Needs the ``train`` extra (torch, transformers). Prints the figures and writes the "speed"
+section of docs/benchmarks.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from benchmarks.report import machine, write_section
+
+REPO = Path(__file__).resolve().parents[1]
+TEST_SPLIT = REPO / "training" / "data" / "splits" / "test.jsonl"
+THREADS = 2
+BATCH_SIZE = 32
+TARGET_SPEEDUP = 15
+
+
+def test_segments(path: Path = TEST_SPLIT) -> list[str]:
+    from training.corpus import read_documents
+
+    return [segment.text for document in read_documents(path) for segment in document.segments]
+
+
+def timed(run: Callable[[], object], repeats: int) -> list[float]:
+    run()  # warm-up: session initialisation, allocator, tokenizer caches
+    durations = []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        run()
+        durations.append(time.perf_counter() - started)
+    return durations
+
+
+def reference_pipeline(model_dir: Path):
+    """The Hugging Face pipeline over a 12-layer PyTorch model of the teacher's architecture."""
+    import torch
+    from transformers import BertConfig, PreTrainedTokenizerFast, pipeline
+
+    from training.modeling import PromoClassifier, classifier_config
+
+    torch.set_num_threads(THREADS)
+    shipped = json.loads((model_dir / "config.json").read_text())
+    architecture = shipped["architecture"]
+    base = BertConfig(
+        vocab_size=architecture["vocab_size"],
+        hidden_size=architecture["hidden_size"],
+        num_hidden_layers=architecture["teacher_layers"],
+        num_attention_heads=architecture["num_attention_heads"],
+        intermediate_size=architecture["intermediate_size"],
+        max_position_embeddings=512,
+        pad_token_id=shipped["pad_token_id"],
+    )
+    torch.manual_seed(0)
+    model = PromoClassifier(classifier_config(base)).eval()
+    tokenizer = PreTrainedTokenizerFast(
+        tokenizer_file=str(model_dir / "tokenizer.json"),
+        pad_token="<pad>",
+        model_input_names=["input_ids", "attention_mask"],
+    )
+    return pipeline("text-classification", model=model, tokenizer=tokenizer, device=-1)
+
+
+def run(model_dir: Path, repeats: int, texts: Sequence[str]) -> dict:
+    import promofilter
+
+    shipped = promofilter.load(model_dir, threads=THREADS, batch_size=BATCH_SIZE)
+    ours = timed(lambda: shipped.predict_proba(texts), repeats)
+    pipe = reference_pipeline(model_dir)
+    reference = timed(
+        lambda: pipe(list(texts), batch_size=BATCH_SIZE, truncation=True, max_length=128),
+        max(1, repeats // 3),
+    )
+    ours_rate = len(texts) / statistics.median(ours)
+    reference_rate = len(texts) / statistics.median(reference)
+    return {
+        "segments": len(texts),
+        "promofilter_segments_per_s": round(ours_rate, 1),
+        "pipeline_segments_per_s": round(reference_rate, 1),
+        "speedup": round(ours_rate / reference_rate, 1),
+        "target_speedup": TARGET_SPEEDUP,
+        "model_layers": json.loads((model_dir / "config.json").read_text())["architecture"][
+            "layers"
+        ],
+    }
+
+
+def _shown(path: Path) -> str:
+    return str(path.relative_to(REPO)) if path.is_relative_to(REPO) else str(path)
+
+
+def markdown(result: dict, model_dir: Path) -> str:
+    verdict = "meets" if result["speedup"] >= TARGET_SPEEDUP else "MISSES"
+    return "\n".join(
+        [
+            "## Speed: shipped model vs Hugging Face pipeline",
+            "",
+            f"`python -m benchmarks.speed --model {_shown(model_dir)}`; "
+            f"{machine()}; {result['segments']} segments of the test split; "
+            f"{THREADS} threads and batch size {BATCH_SIZE} on both sides; median of the "
+            "timed runs after a warm-up; tokenization included.",
+            "",
+            "| scorer | segments/s |",
+            "|---|---|",
+            f"| promofilter, {result['model_layers']}-layer int8, ONNX Runtime "
+            f"| {result['promofilter_segments_per_s']} |",
+            '| `pipeline("text-classification")`, 12-layer fp32 PyTorch '
+            f"| {result['pipeline_segments_per_s']} |",
+            "",
+            f"Speed-up **{result['speedup']}x**; it {verdict} the {TARGET_SPEEDUP}x target. "
+            f"Where it comes from: {result['model_layers']} layers instead of 12 (distillation), "
+            "int8 weights, batches "
+            "sorted by length and padded per batch (the pipeline pads each batch of 32 to its "
+            "longest text in input order).",
+        ]
+    )
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.speed", description=__doc__)
+    parser.add_argument("--model", type=Path, default=REPO / "models" / "default")
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--no-write", action="store_true", help="print only")
+    args = parser.parse_args(argv)
+    model_dir = args.model.resolve()
+    result = run(model_dir, args.repeats, test_segments())
+    print(json.dumps(result, indent=2))
+    if not args.no_write:
+        print(f"wrote {write_section('speed', markdown(result, model_dir))}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

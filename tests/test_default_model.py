@@ -1,0 +1,89 @@
+"""Evaluation gate for the shipped default model (models/default).
+
+A later change to the model or to the data must not quietly lower quality: the test data is
+pinned by sha256, the figures by floors set just below what the shipped model measured
+(see its model card), and the seed article must come out exactly right.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import promofilter
+import pytest
+
+from training.baseline_reports import SEED_PROMOTIONAL_LINES
+from training.corpus import read_documents, sha256_file
+from training.evaluate import SPLITS_DIR, evaluate, fit_tfidf
+
+MODEL_DIR = Path(__file__).resolve().parents[1] / "models" / "default"
+TEST_SHA256 = "770ef32676b32c202a57d4fd48b3c0d232b2ef4f2504292954a73c25c4ba2f7e"
+HARD_SHA256 = "1fd1fa4a7e6c14ca38438b4f5554bb9f7c4552435751d235af6511ab94861ab0"
+# Floors: the issue's targets where the model reaches them, else just below the measured value
+F1_FLOOR_TEST = 0.97
+F1_FLOOR_HARD = 0.95
+CHAR_F1_FLOOR = 0.97
+MARGIN_OVER_TFIDF_HARD = 0.05
+MAX_MODEL_MB = 30
+
+
+@pytest.fixture(scope="module")
+def model() -> promofilter.PromoFilter:
+    return promofilter.load(MODEL_DIR)
+
+
+@pytest.fixture(scope="module")
+def reports(model) -> dict[str, dict]:
+    return {
+        name: evaluate(model, read_documents(SPLITS_DIR / f"{name}.jsonl"))[0]
+        for name in ("test", "test-hard")
+    }
+
+
+def test_evaluation_data_is_the_pinned_data() -> None:
+    assert sha256_file(SPLITS_DIR / "test.jsonl") == TEST_SHA256
+    assert sha256_file(SPLITS_DIR / "test-hard.jsonl") == HARD_SHA256
+
+
+def test_the_default_model_is_what_load_finds_and_is_small() -> None:
+    assert promofilter.model.default_model_path().resolve() == MODEL_DIR.resolve()
+    files = sorted(p.name for p in MODEL_DIR.iterdir() if p.name != "__pycache__")
+    assert files == ["README.md", "config.json", "model.onnx", "tokenizer.json"]
+    assert sum(p.stat().st_size for p in MODEL_DIR.iterdir()) <= MAX_MODEL_MB * 1024 * 1024
+
+
+def test_config_records_provenance_of_the_shipped_files() -> None:
+    config = json.loads((MODEL_DIR / "config.json").read_text())
+    assert config["model_sha256"] == sha256_file(MODEL_DIR / "model.onnx")
+    assert config["tokenizer_sha256"] == sha256_file(MODEL_DIR / "tokenizer.json")
+    assert config["training"]["train_split_sha256"] == sha256_file(SPLITS_DIR / "train.jsonl")
+    assert config["metrics"]["test"]["data_sha256"] == TEST_SHA256
+    assert config["base_model"].startswith("intfloat/multilingual-e5-small")
+    card = (MODEL_DIR / "README.md").read_text()
+    assert card.startswith("---\nlanguage: de\n") and config["model_sha256"] in card
+
+
+def test_f1_on_the_test_split_stays_above_the_floor(reports) -> None:
+    assert reports["test"]["segment"]["f1"] >= F1_FLOOR_TEST
+    assert reports["test"]["characters"]["f1"] >= CHAR_F1_FLOOR
+
+
+def test_hard_subset_stays_above_the_floor_and_ahead_of_tfidf(reports) -> None:
+    hard = reports["test-hard"]["segment"]["f1"]
+    assert hard >= F1_FLOOR_HARD
+    tfidf = fit_tfidf(SPLITS_DIR / "train.jsonl", SPLITS_DIR / "dev.jsonl")
+    baseline = evaluate(tfidf, read_documents(SPLITS_DIR / "test-hard.jsonl"))[0]
+    assert hard >= baseline["segment"]["f1"] + MARGIN_OVER_TFIDF_HARD
+
+
+def test_the_seed_article_has_exactly_its_three_promotional_lines_flagged(model, seed_article):
+    text = seed_article.read_text(encoding="utf-8")
+    spans = promofilter.segment_spans(text)
+    labels = model.predict([span.text(text) for span in spans])
+    flagged = {
+        text.count("\n", 0, span.start) + 1
+        for span, label in zip(spans, labels, strict=True)
+        if label == "promotional"
+    }
+    assert flagged == SEED_PROMOTIONAL_LINES
