@@ -77,7 +77,7 @@ def _positive(value: str) -> int:
 
 
 def _model_options() -> argparse.ArgumentParser:
-    from promofilter.model import DEFAULT_BATCH_SIZE, DEFAULT_THREADS
+    from promofilter.model import DEFAULT_BATCH_SIZE, DEFAULT_MAX_BATCH_TOKENS, DEFAULT_THREADS
 
     options = argparse.ArgumentParser(add_help=False)
     group = options.add_argument_group("model")
@@ -98,6 +98,13 @@ def _model_options() -> argparse.ArgumentParser:
         type=_positive,
         default=DEFAULT_BATCH_SIZE,
         help=f"texts per model call (default: {DEFAULT_BATCH_SIZE})",
+    )
+    group.add_argument(
+        "--max-batch-tokens",
+        type=_positive,
+        default=DEFAULT_MAX_BATCH_TOKENS,
+        help="cap on texts x padded tokens per model call, which bounds memory "
+        f"(default: {DEFAULT_MAX_BATCH_TOKENS})",
     )
     group.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
     return options
@@ -185,7 +192,11 @@ def _load(args: argparse.Namespace):
     import promofilter
 
     return promofilter.load(
-        args.model, threshold=args.threshold, threads=args.threads, batch_size=args.batch_size
+        args.model,
+        threshold=args.threshold,
+        threads=args.threads,
+        batch_size=args.batch_size,
+        max_batch_tokens=args.max_batch_tokens,
     )
 
 

@@ -23,9 +23,13 @@ MODEL_FILE = "model.onnx"
 TOKENIZER_FILE = "tokenizer.json"
 CONFIG_FILE = "config.json"
 # Two intra-op threads use both cores of the target machine; one more thread per session
-# only adds contention. Batches of 32 segments keep padding waste low after the length sort.
+# only adds contention. Batches of up to 32 windows keep padding waste low after the length
+# sort; the token cap (rows x padded width) keeps a batch of full 128-token windows at 8 rows,
+# which holds the peak RSS of the shipped model's process under 250 MB (benchmarks/runtime.py)
+# at no measurable cost in throughput.
 DEFAULT_THREADS = max(1, min(2, os.cpu_count() or 1))
 DEFAULT_BATCH_SIZE = 32
+DEFAULT_MAX_BATCH_TOKENS = 1024
 # Texts are tokenized and length-sorted in chunks of this many batches, so memory stays
 # bounded on a long list while short and long texts still land in separate batches.
 _BATCHES_PER_CHUNK = 32
@@ -189,6 +193,7 @@ class PromoFilter:
         threads: int = DEFAULT_THREADS,
         batch_size: int = DEFAULT_BATCH_SIZE,
         verify: bool = True,
+        max_batch_tokens: int = DEFAULT_MAX_BATCH_TOKENS,
     ) -> None:
         self.path = Path(path)
         model_file, tokenizer_file = self.path / MODEL_FILE, self.path / TOKENIZER_FILE
@@ -217,6 +222,7 @@ class PromoFilter:
         self.threads = int(threads)
         self.threshold = self.config.threshold if threshold is None else threshold
         self.batch_size = batch_size
+        self.max_batch_tokens = max_batch_tokens
         self._promotional_index = next(
             i for i, label in self.config.id2label.items() if label == PROMOTIONAL
         )
@@ -244,6 +250,17 @@ class PromoFilter:
         self._batch_size = int(value)
 
     @property
+    def max_batch_tokens(self) -> int:
+        """Cap on rows x padded width per ONNX Runtime call: what bounds peak memory."""
+        return self._max_batch_tokens
+
+    @max_batch_tokens.setter
+    def max_batch_tokens(self, value: int) -> None:
+        if int(value) < 1:
+            raise ValueError(f"max_batch_tokens must be at least 1, got {value!r}")
+        self._max_batch_tokens = int(value)
+
+    @property
     def name(self) -> str:
         return self.config.raw.get("name", self.path.name)
 
@@ -254,10 +271,22 @@ class PromoFilter:
         )
 
     def _batches(self, encoded: list[list[int]]) -> Iterator[tuple[np.ndarray, dict]]:
-        order = np.argsort([len(ids) for ids in encoded], kind="stable")
-        for start in range(0, len(order), self.batch_size):
-            chosen = order[start : start + self.batch_size]
-            width = max(len(encoded[i]) for i in chosen)
+        """Padded batches of windows, shortest first: at most ``batch_size`` rows and at most
+        ``max_batch_tokens`` tokens (rows x padded width). Short segments go in full batches;
+        batches of long windows get fewer rows, which caps the activation memory."""
+        lengths = [len(ids) for ids in encoded]
+        order = np.argsort(lengths, kind="stable")
+        start = 0
+        while start < len(order):
+            stop = start + 1
+            while (
+                stop < len(order)
+                and stop - start < self.batch_size
+                and (stop - start + 1) * lengths[order[stop]] <= self.max_batch_tokens
+            ):
+                stop += 1
+            chosen = order[start:stop]
+            width = lengths[chosen[-1]]
             input_ids = np.full((len(chosen), width), self.config.pad_token_id, dtype=np.int64)
             attention_mask = np.zeros((len(chosen), width), dtype=np.int64)
             for row, index in enumerate(chosen):
@@ -265,6 +294,7 @@ class PromoFilter:
                 input_ids[row, : len(ids)] = ids
                 attention_mask[row, : len(ids)] = 1
             yield chosen, {"input_ids": input_ids, "attention_mask": attention_mask}
+            start = stop
 
     def _score_chunk(self, texts: list[str]) -> np.ndarray:
         owners: list[int] = []
@@ -331,11 +361,21 @@ def default_model_path() -> Path:
     return Path(str(resources.files("promofilter.models") / "default"))
 
 
-def load(path: str | Path | None = None, **options: Any) -> PromoFilter:
+def load(
+    path: str | Path | None = None,
+    *,
+    threshold: float | None = None,
+    threads: int = DEFAULT_THREADS,
+    batch_size: int = DEFAULT_BATCH_SIZE,
+    max_batch_tokens: int = DEFAULT_MAX_BATCH_TOKENS,
+    verify: bool = True,
+) -> PromoFilter:
     """Load a model directory (default: the model shipped with the package).
 
-    Options go to :class:`PromoFilter`: ``threshold``, ``threads``, ``batch_size``,
-    ``verify``. Loading twice from the same directory reuses the ONNX Runtime session.
+    ``threshold`` defaults to the model's own (chosen on the dev split); ``threads`` is
+    ONNX Runtime's intra-op thread count; ``batch_size`` and ``max_batch_tokens`` cap the rows
+    and the padded tokens per model call; ``verify`` checks model.onnx against the sha256 in
+    config.json. Loading twice from the same directory reuses the ONNX Runtime session.
     """
     if path is None:
         path = default_model_path()
@@ -345,4 +385,11 @@ def load(path: str | Path | None = None, **options: Any) -> PromoFilter:
                 "promofilter from a release or a checkout that has models/default, or pass a "
                 "model directory: promofilter.load('path/to/model')."
             )
-    return PromoFilter(path, **options)
+    return PromoFilter(
+        path,
+        threshold=threshold,
+        threads=threads,
+        batch_size=batch_size,
+        max_batch_tokens=max_batch_tokens,
+        verify=verify,
+    )

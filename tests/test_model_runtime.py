@@ -98,6 +98,30 @@ def test_batch_size_and_order_do_not_change_scores_beyond_int8_noise(fresh):
         fresh.batch_size = 0
 
 
+def test_batches_respect_the_row_and_token_caps_and_cover_every_text(fresh, monkeypatch):
+    texts = [f"Satz {i}. " * (1 + i % 40) for i in range(60)]
+    reference = fresh.predict_proba(texts)
+    fresh.batch_size, fresh.max_batch_tokens = 4, 64
+    shapes: list[tuple[int, int]] = []
+    run = fresh.session.run
+
+    class Spy:
+        def run(self, names, feed):
+            shapes.append(feed["input_ids"].shape)
+            assert feed["attention_mask"].shape == feed["input_ids"].shape
+            return run(names, feed)
+
+    monkeypatch.setattr(fresh, "session", Spy())
+    scores = fresh.predict_proba(texts)
+    assert sum(rows for rows, _ in shapes) == 60  # every text once (none is over 128 tokens)
+    assert all(rows <= 4 for rows, _ in shapes)
+    assert all(rows * width <= 64 or rows == 1 for rows, width in shapes)
+    assert [width for _, width in shapes] == sorted(width for _, width in shapes)
+    np.testing.assert_allclose(scores, reference, atol=0.02)
+    with pytest.raises(ValueError, match="max_batch_tokens"):
+        fresh.max_batch_tokens = 0
+
+
 def test_instances_share_one_session_per_model_and_thread_count(model, model_dir):
     again = promofilter.load(model_dir, threshold=0.9)
     assert again.session is model.session and again.threshold == 0.9
