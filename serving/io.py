@@ -116,6 +116,13 @@ class RecordReader:
         if self.format not in FORMATS:
             raise InputError(f"unknown input format {self.format!r}; use one of {FORMATS}")
         self.name = str(self.path) if self.path else "<stdin>"
+        if self.format == "parquet":  # read the footer now: errors come before the model loads
+            try:
+                self._parquet_file = self._open_parquet()
+            except InputError:
+                self.close()
+                raise
+            self.total = self._parquet_file.metadata.num_rows
 
     def close(self) -> None:
         if self.path is not None:
@@ -216,16 +223,17 @@ class RecordReader:
         finally:
             stream.detach()  # closing the wrapper would close the file (or standard input)
 
-    def _parquet(self) -> Iterator[Record]:
+    def _open_parquet(self) -> Any:
         parquet = _pyarrow_parquet()
         source = self._stream if self.path is not None else io.BytesIO(self._stream.read())
         try:
-            handle = parquet.ParquetFile(source)
+            return parquet.ParquetFile(source)
         except Exception as error:  # pyarrow's ArrowInvalid and friends
             raise InputError(f"{self.name}: not a readable Parquet file ({error})") from error
-        self.total = handle.metadata.num_rows
+
+    def _parquet(self) -> Iterator[Record]:
         number = 0
-        for batch in handle.iter_batches(batch_size=1024):
+        for batch in self._parquet_file.iter_batches(batch_size=1024):
             for fields in batch.to_pylist():
                 number += 1
                 self.position = number
