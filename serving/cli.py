@@ -260,6 +260,9 @@ class _Run:
 
 def _run_records(args: argparse.Namespace) -> int:
     analyze = args.command == "analyze"
+    files = [args.input, args.output]
+    if "-" not in files and None not in files and len({os.path.realpath(f) for f in files}) == 1:
+        raise InputError(f"{args.output}: the output would overwrite the input")
     reader = RecordReader(args.input, args.input_format, args.text_field, whole_text=analyze)
     try:
         writer = RecordWriter(args.output, args.output_format)

@@ -195,7 +195,7 @@ class PromoFilter:
         verify: bool = True,
         max_batch_tokens: int = DEFAULT_MAX_BATCH_TOKENS,
     ) -> None:
-        self.path = Path(path)
+        self.path = Path(path).expanduser()
         model_file, tokenizer_file = self.path / MODEL_FILE, self.path / TOKENIZER_FILE
         if not self.path.is_dir():
             raise ModelLoadError(

@@ -303,6 +303,13 @@ def test_a_missing_input_file_exits_2_naming_the_path(command, tmp_path, capsys)
     assert f"{missing}: no such file" in capsys.readouterr().err
 
 
+def test_the_output_may_not_overwrite_the_input(tmp_path, capsys):
+    source = write_lines(tmp_path / "in.jsonl", [json.dumps({"text": "Hallo"})])
+    assert cli.main(["score", str(source), "-o", str(source)]) == 2
+    assert "would overwrite the input" in capsys.readouterr().err
+    assert source.read_text() == '{"text": "Hallo"}\n'
+
+
 def test_a_file_that_is_not_utf8_exits_2(tmp_path, capsys):
     source = tmp_path / "latin1.txt"
     source.write_bytes("Gr\xfc\xdfe".encode("latin-1"))
