@@ -9,20 +9,30 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+import threading
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+from promofilter.analyze import FACTUAL, PROMOTIONAL, Analysis, analyze_documents
 
-PROMOTIONAL = "promotional"
-FACTUAL = "factual"
 MODEL_FILE = "model.onnx"
 TOKENIZER_FILE = "tokenizer.json"
 CONFIG_FILE = "config.json"
-DEFAULT_THREADS = 2
+# Two intra-op threads use both cores of the target machine; one more thread per session
+# only adds contention. Batches of up to 32 windows keep padding waste low after the length
+# sort; the token cap (rows x padded width) keeps a batch of full 128-token windows at 8 rows,
+# which holds the peak RSS of the shipped model's process under 250 MB (benchmarks/runtime.py)
+# at no measurable cost in throughput.
+DEFAULT_THREADS = max(1, min(2, os.cpu_count() or 1))
 DEFAULT_BATCH_SIZE = 32
+DEFAULT_MAX_BATCH_TOKENS = 1024
+# Texts are tokenized and length-sorted in chunks of this many batches, so memory stays
+# bounded on a long list while short and long texts still land in separate batches.
+_BATCHES_PER_CHUNK = 32
 
 
 class ModelLoadError(RuntimeError):
@@ -30,6 +40,7 @@ class ModelLoadError(RuntimeError):
 
 
 def sha256_of(path: str | Path) -> str:
+    """The hex sha256 of a file, read in 1 MiB blocks (model files run to tens of MB)."""
     digest = hashlib.sha256()
     with Path(path).open("rb") as handle:
         for block in iter(lambda: handle.read(1 << 20), b""):
@@ -60,6 +71,8 @@ class ModelConfig:
         id2label = {int(index): str(label) for index, label in raw["id2label"].items()}
         if PROMOTIONAL not in id2label.values():
             raise ModelLoadError(f"{path}: id2label has no {PROMOTIONAL!r} label")
+        if int(raw["max_length"]) < 3:
+            raise ModelLoadError(f"{path}: max_length must be at least 3")
         return cls(
             id2label=id2label,
             max_length=int(raw["max_length"]),
@@ -85,12 +98,92 @@ def windows(ids: Sequence[int], max_length: int) -> list[list[int]]:
     return [[first, *body[start : start + size], last] for start in starts]
 
 
-class PromoFilter:
-    """A loaded promofilter model: segment scores and labels from ONNX Runtime.
+@dataclass(frozen=True)
+class _Runtime:
+    session: Any
+    tokenizer: Any
 
-    One ONNX Runtime session per instance, built with explicit thread settings. Texts are
-    tokenized in one batch, sorted by length and padded per batch, so a batch of short
-    segments is not padded to the longest text of the call.
+
+# One ONNX Runtime session per model file and thread count in a process: every PromoFilter
+# loaded from the same directory shares it (a session holds the weights and thread pools).
+_RUNTIMES: dict[tuple[str, int, int, int], _Runtime] = {}
+_RUNTIMES_LOCK = threading.Lock()
+
+
+def _runtime(model_file: Path, tokenizer_file: Path, threads: int) -> _Runtime:
+    stat = model_file.stat()
+    key = (str(model_file.resolve()), stat.st_size, stat.st_mtime_ns, threads)
+    with _RUNTIMES_LOCK:
+        if key not in _RUNTIMES:
+            _RUNTIMES[key] = _Runtime(
+                _create_session(model_file, threads), _create_tokenizer(tokenizer_file)
+            )
+        return _RUNTIMES[key]
+
+
+def _create_session(model_file: Path, threads: int) -> Any:
+    import onnxruntime
+
+    options = onnxruntime.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    options.execution_mode = onnxruntime.ExecutionMode.ORT_SEQUENTIAL
+    try:
+        session = onnxruntime.InferenceSession(
+            str(model_file), options, providers=["CPUExecutionProvider"]
+        )
+    except Exception as error:  # onnxruntime raises its own, version-dependent classes
+        raise ModelLoadError(
+            f"{model_file}: onnxruntime {onnxruntime.__version__} cannot load it ({error}). "
+            "Rebuild the model with `python -m training build-default` or upgrade onnxruntime."
+        ) from error
+    inputs = {i.name for i in session.get_inputs()}
+    outputs = {o.name for o in session.get_outputs()}
+    if not {"input_ids", "attention_mask"} <= inputs or "logits" not in outputs:
+        raise ModelLoadError(
+            f"{model_file}: expected inputs input_ids and attention_mask and an output logits, "
+            f"found inputs {sorted(inputs)} and outputs {sorted(outputs)}"
+        )
+    return session
+
+
+def _create_tokenizer(tokenizer_file: Path) -> Any:
+    from tokenizers import Tokenizer
+
+    try:
+        tokenizer = Tokenizer.from_file(str(tokenizer_file))
+    except Exception as error:
+        raise ModelLoadError(f"{tokenizer_file}: not a readable tokenizer ({error})") from error
+    tokenizer.no_padding()
+    tokenizer.no_truncation()  # long texts are windowed, never cut
+    return tokenizer
+
+
+def _check_threshold(threshold: float) -> float:
+    value = float(threshold)
+    if not 0.0 <= value <= 1.0:
+        raise ValueError(f"threshold must be between 0 and 1, got {threshold!r}")
+    return value
+
+
+def _as_texts(texts: str | Sequence[str]) -> list[str]:
+    if isinstance(texts, str):
+        return [texts]
+    texts = list(texts)
+    for index, text in enumerate(texts):
+        if not isinstance(text, str):
+            raise TypeError(f"texts[{index}] is {type(text).__name__}, expected str")
+    return texts
+
+
+class PromoFilter:
+    """A loaded promofilter model: P(promotional) per text, labels, whole-document analysis.
+
+    Texts are tokenized in batches, sorted by length and padded per batch, so a batch of
+    short segments is not padded to the longest text of the call. Texts longer than the
+    model's window are scored in overlapping windows, never truncated. The ONNX Runtime
+    session (explicit thread settings) is shared by every instance loaded from the same
+    model file in this process; ``threshold`` and ``batch_size`` belong to the instance.
     """
 
     def __init__(
@@ -100,12 +193,15 @@ class PromoFilter:
         threads: int = DEFAULT_THREADS,
         batch_size: int = DEFAULT_BATCH_SIZE,
         verify: bool = True,
+        max_batch_tokens: int = DEFAULT_MAX_BATCH_TOKENS,
     ) -> None:
-        import onnxruntime
-        from tokenizers import Tokenizer
-
-        self.path = Path(path)
+        self.path = Path(path).expanduser()
         model_file, tokenizer_file = self.path / MODEL_FILE, self.path / TOKENIZER_FILE
+        if not self.path.is_dir():
+            raise ModelLoadError(
+                f"{self.path}: no such model directory; pass a directory holding "
+                f"{MODEL_FILE}, {TOKENIZER_FILE} and {CONFIG_FILE}"
+            )
         for required in (model_file, tokenizer_file, self.path / CONFIG_FILE):
             if not required.is_file():
                 raise ModelLoadError(
@@ -121,34 +217,76 @@ class PromoFilter:
                     f"in {CONFIG_FILE}; the file was changed or damaged. Reinstall promofilter "
                     "or rebuild the model with `python -m training build-default`."
                 )
-        if batch_size < 1 or threads < 1:
-            raise ValueError("batch_size and threads must be at least 1")
-        self.threshold = self.config.threshold if threshold is None else float(threshold)
+        if int(threads) < 1:
+            raise ValueError(f"threads must be at least 1, got {threads!r}")
+        self.threads = int(threads)
+        self.threshold = self.config.threshold if threshold is None else threshold
         self.batch_size = batch_size
-        self.threads = threads
+        self.max_batch_tokens = max_batch_tokens
         self._promotional_index = next(
             i for i, label in self.config.id2label.items() if label == PROMOTIONAL
         )
-        self.tokenizer = Tokenizer.from_file(str(tokenizer_file))
-        self.tokenizer.no_padding()
-        self.tokenizer.no_truncation()
-        options = onnxruntime.SessionOptions()
-        options.intra_op_num_threads = threads
-        options.inter_op_num_threads = 1
-        options.execution_mode = onnxruntime.ExecutionMode.ORT_SEQUENTIAL
-        self.session = onnxruntime.InferenceSession(
-            str(model_file), options, providers=["CPUExecutionProvider"]
-        )
+        runtime = _runtime(model_file, tokenizer_file, self.threads)
+        self.session, self.tokenizer = runtime.session, runtime.tokenizer
+
+    @property
+    def threshold(self) -> float:
+        """P(promotional) at or above which a text is labelled promotional (per instance)."""
+        return self._threshold
+
+    @threshold.setter
+    def threshold(self, value: float) -> None:
+        self._threshold = _check_threshold(value)
+
+    @property
+    def batch_size(self) -> int:
+        """Windows per ONNX Runtime call; larger batches trade memory for a little speed."""
+        return self._batch_size
+
+    @batch_size.setter
+    def batch_size(self, value: int) -> None:
+        if int(value) < 1:
+            raise ValueError(f"batch_size must be at least 1, got {value!r}")
+        self._batch_size = int(value)
+
+    @property
+    def max_batch_tokens(self) -> int:
+        """Cap on rows x padded width per ONNX Runtime call: what bounds peak memory."""
+        return self._max_batch_tokens
+
+    @max_batch_tokens.setter
+    def max_batch_tokens(self, value: int) -> None:
+        if int(value) < 1:
+            raise ValueError(f"max_batch_tokens must be at least 1, got {value!r}")
+        self._max_batch_tokens = int(value)
 
     @property
     def name(self) -> str:
         return self.config.raw.get("name", self.path.name)
 
+    def __repr__(self) -> str:
+        return (
+            f"PromoFilter({str(self.path)!r}, threshold={self.threshold:g}, "
+            f"threads={self.threads}, batch_size={self.batch_size})"
+        )
+
     def _batches(self, encoded: list[list[int]]) -> Iterator[tuple[np.ndarray, dict]]:
-        order = np.argsort([len(ids) for ids in encoded], kind="stable")
-        for start in range(0, len(order), self.batch_size):
-            chosen = order[start : start + self.batch_size]
-            width = max(len(encoded[i]) for i in chosen)
+        """Padded batches of windows, shortest first: at most ``batch_size`` rows and at most
+        ``max_batch_tokens`` tokens (rows x padded width). Short segments go in full batches;
+        batches of long windows get fewer rows, which caps the activation memory."""
+        lengths = [len(ids) for ids in encoded]
+        order = np.argsort(lengths, kind="stable")
+        start = 0
+        while start < len(order):
+            stop = start + 1
+            while (
+                stop < len(order)
+                and stop - start < self.batch_size
+                and (stop - start + 1) * lengths[order[stop]] <= self.max_batch_tokens
+            ):
+                stop += 1
+            chosen = order[start:stop]
+            width = lengths[chosen[-1]]
             input_ids = np.full((len(chosen), width), self.config.pad_token_id, dtype=np.int64)
             attention_mask = np.zeros((len(chosen), width), dtype=np.int64)
             for row, index in enumerate(chosen):
@@ -156,18 +294,9 @@ class PromoFilter:
                 input_ids[row, : len(ids)] = ids
                 attention_mask[row, : len(ids)] = 1
             yield chosen, {"input_ids": input_ids, "attention_mask": attention_mask}
+            start = stop
 
-    def predict_proba(self, texts: str | Sequence[str]) -> np.ndarray:
-        """P(promotional) per text, shape ``(n,)``; a text longer than the model's window
-        gets the highest score of its overlapping windows."""
-        if isinstance(texts, str):
-            texts = [texts]
-        texts = list(texts)
-        if not texts:
-            return np.zeros(0, dtype=np.float32)
-        for index, text in enumerate(texts):
-            if not isinstance(text, str):
-                raise TypeError(f"texts[{index}] is {type(text).__name__}, expected str")
+    def _score_chunk(self, texts: list[str]) -> np.ndarray:
         owners: list[int] = []
         encoded: list[list[int]] = []
         for owner, encoding in enumerate(self.tokenizer.encode_batch(texts)):
@@ -182,13 +311,47 @@ class PromoFilter:
             probabilities /= probabilities.sum(axis=1, keepdims=True)
             window_scores[chosen] = probabilities[:, self._promotional_index]
         scores = np.zeros(len(texts), dtype=np.float32)
-        np.maximum.at(scores, np.asarray(owners), window_scores)
+        np.maximum.at(scores, np.asarray(owners, dtype=np.intp), window_scores)
         return scores
 
+    def predict_proba(self, texts: str | Sequence[str]) -> np.ndarray:
+        """P(promotional) per text as float32, shape ``(n,)``; one string counts as a list of
+        one. A text longer than the model's window gets the highest score of its overlapping
+        windows: a call to action at the end of a long text is not cut off."""
+        texts = _as_texts(texts)
+        chunk = self.batch_size * _BATCHES_PER_CHUNK
+        parts = [self._score_chunk(texts[i : i + chunk]) for i in range(0, len(texts), chunk)]
+        return np.concatenate(parts) if parts else np.zeros(0, dtype=np.float32)
+
     def predict(self, texts: str | Sequence[str], threshold: float | None = None) -> list[str]:
-        """``"promotional"`` or ``"factual"`` per text, at ``threshold`` (default: the model's)."""
-        cut = self.threshold if threshold is None else float(threshold)
+        """``"promotional"`` or ``"factual"`` per text, at ``threshold`` (default: the
+        instance's); one string counts as a list of one."""
+        cut = self.threshold if threshold is None else _check_threshold(threshold)
         return [PROMOTIONAL if p >= cut else FACTUAL for p in self.predict_proba(texts)]
+
+    def analyze_many(
+        self, documents: Sequence[str], threshold: float | None = None
+    ) -> list[Analysis]:
+        """:meth:`analyze` for several documents, scored together in a few batched calls."""
+        if isinstance(documents, str):
+            raise TypeError("analyze_many takes a list of documents; use analyze for one")
+        cut = self.threshold if threshold is None else _check_threshold(threshold)
+        return analyze_documents(list(documents), self.predict_proba, cut)
+
+    def analyze(self, document: str, threshold: float | None = None) -> Analysis:
+        """Label each segment (paragraph, stand-alone line, or a trailing call to action split
+        off a factual paragraph) of one document; offsets index ``document`` exactly."""
+        if not isinstance(document, str):
+            raise TypeError(
+                f"analyze takes one document as str, got {type(document).__name__}; "
+                "use analyze_many for several"
+            )
+        return self.analyze_many([document], threshold)[0]
+
+    def clean(self, document: str, threshold: float | None = None) -> str:
+        """``document`` with its promotional segments removed; factual text stays byte for
+        byte, only the whitespace at the seams is tidied."""
+        return self.analyze(document, threshold).clean()
 
 
 def default_model_path() -> Path:
@@ -198,6 +361,35 @@ def default_model_path() -> Path:
     return Path(str(resources.files("promofilter.models") / "default"))
 
 
-def load(path: str | Path | None = None, **options: Any) -> PromoFilter:
-    """Load a model directory (default: the shipped model); options go to :class:`PromoFilter`."""
-    return PromoFilter(default_model_path() if path is None else path, **options)
+def load(
+    path: str | Path | None = None,
+    *,
+    threshold: float | None = None,
+    threads: int = DEFAULT_THREADS,
+    batch_size: int = DEFAULT_BATCH_SIZE,
+    max_batch_tokens: int = DEFAULT_MAX_BATCH_TOKENS,
+    verify: bool = True,
+) -> PromoFilter:
+    """Load a model directory (default: the model shipped with the package).
+
+    ``threshold`` defaults to the model's own (chosen on the dev split); ``threads`` is
+    ONNX Runtime's intra-op thread count; ``batch_size`` and ``max_batch_tokens`` cap the rows
+    and the padded tokens per model call; ``verify`` checks model.onnx against the sha256 in
+    config.json. Loading twice from the same directory reuses the ONNX Runtime session.
+    """
+    if path is None:
+        path = default_model_path()
+        if not (path / MODEL_FILE).is_file():
+            raise ModelLoadError(
+                f"the default model is missing ({path / MODEL_FILE} not found). Reinstall "
+                "promofilter from a release or a checkout that has models/default, or pass a "
+                "model directory: promofilter.load('path/to/model')."
+            )
+    return PromoFilter(
+        path,
+        threshold=threshold,
+        threads=threads,
+        batch_size=batch_size,
+        max_batch_tokens=max_batch_tokens,
+        verify=verify,
+    )

@@ -1,0 +1,238 @@
+"""Whole documents: label each segment, split off trailing calls to action, strip promotion.
+
+:func:`analyze_documents` needs only a scoring function (texts in, P(promotional) out), so the
+rules here are tested with a stand-in scorer and run unchanged on the ONNX model.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from promofilter.segment import Span, segment_spans, sentence_spans, trailing_split
+
+PROMOTIONAL = "promotional"
+FACTUAL = "factual"
+
+ScoreFunction = Callable[[list[str]], np.ndarray]
+
+
+@dataclass(frozen=True)
+class SegmentResult:
+    """One labelled segment: ``text == document[start:end]``, ``score`` is P(promotional)."""
+
+    start: int
+    end: int
+    text: str
+    label: str
+    score: float
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "start": self.start,
+            "end": self.end,
+            "label": self.label,
+            "score": round(self.score, 6),
+            "text": self.text,
+        }
+
+
+@dataclass(frozen=True)
+class Analysis:
+    """A document's segments in reading order, each with its label and score."""
+
+    document: str = field(repr=False)
+    segments: tuple[SegmentResult, ...]
+    threshold: float
+
+    @property
+    def label(self) -> str:
+        """``"promotional"`` if any segment is: one call to action makes a page need cleaning."""
+        return PROMOTIONAL if any(s.label == PROMOTIONAL for s in self.segments) else FACTUAL
+
+    @property
+    def promo_share(self) -> float:
+        """The share of segment characters (whitespace between segments left out) that are
+        promotional; 0.0 for a document without segments."""
+        total = sum(s.end - s.start for s in self.segments)
+        promotional = sum(s.end - s.start for s in self.segments if s.label == PROMOTIONAL)
+        return promotional / total if total else 0.0
+
+    @property
+    def promotional(self) -> list[SegmentResult]:
+        return [s for s in self.segments if s.label == PROMOTIONAL]
+
+    def clean(self) -> str:
+        """The document without its promotional segments (see :func:`remove_spans`)."""
+        return remove_spans(self.document, [Span(s.start, s.end) for s in self.promotional])
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "segments": [s.to_dict() for s in self.segments],
+            "label": self.label,
+            "promo_share": round(self.promo_share, 6),
+            "clean_text": self.clean(),
+        }
+
+
+class _ScoreCache:
+    """Scores texts in rounds, each round one batched call, never scoring a text twice."""
+
+    def __init__(self, score: ScoreFunction) -> None:
+        self._score = score
+        self._scores: dict[str, float] = {}
+        self._wanted: dict[str, None] = {}
+
+    def want(self, text: str) -> None:
+        if text not in self._scores:
+            self._wanted[text] = None
+
+    def run(self) -> None:
+        texts = list(self._wanted)
+        self._wanted.clear()
+        if texts:
+            scores = self._score(texts)
+            self._scores.update(zip(texts, (float(s) for s in scores), strict=True))
+
+    def __getitem__(self, text: str) -> float:
+        return self._scores[text]
+
+
+@dataclass
+class _Paragraph:
+    document: str
+    span: Span
+    sentences: list[Span]
+    split: int | None = None
+
+    def sentences_span(self, start: int = 0, stop: int | None = None) -> Span:
+        chosen = self.sentences[start:stop]
+        return Span(chosen[0].start, chosen[-1].end)
+
+    def text(self, start: int = 0, stop: int | None = None) -> str:
+        """The text of the whole span (default) or of sentences ``start:stop``."""
+        if start == 0 and stop is None:
+            return self.span.text(self.document)
+        return self.sentences_span(start, stop).text(self.document)
+
+
+def analyze_documents(
+    documents: Sequence[str], score: ScoreFunction, threshold: float
+) -> list[Analysis]:
+    """Label the segments of each document; see :func:`promofilter.segment.trailing_split`.
+
+    Scoring runs in three batched rounds over all documents, so a multi-sentence paragraph
+    costs little more than the paragraph itself unless it ends on a promotional sentence:
+
+    1. every segment (paragraph or stand-alone line) and the last sentence of each segment
+       with two or more sentences;
+    2. the other sentences of segments whose last sentence is promotional;
+    3. head and tail of each candidate split, as whole texts.
+
+    A split is kept when the head scores below ``threshold`` and the tail at or above it; the
+    segment then becomes a factual and a promotional result. Every result's score is the
+    model's score of exactly its text, and its label is that score against ``threshold``.
+    """
+    cache = _ScoreCache(score)
+    paragraphs: list[list[_Paragraph]] = []
+    for index, document in enumerate(documents):
+        if not isinstance(document, str):
+            raise TypeError(f"documents[{index}] is {type(document).__name__}, expected str")
+        found = []
+        for span in segment_spans(document):
+            paragraph = _Paragraph(document, span, sentence_spans(document, span))
+            cache.want(paragraph.text())
+            if len(paragraph.sentences) > 1:
+                cache.want(paragraph.text(-1))
+            found.append(paragraph)
+        paragraphs.append(found)
+    cache.run()
+
+    candidates = [
+        p
+        for found in paragraphs
+        for p in found
+        if len(p.sentences) > 1 and cache[p.text(-1)] >= threshold
+    ]
+    for paragraph in candidates:
+        for index in range(len(paragraph.sentences) - 1):
+            cache.want(paragraph.text(index, index + 1))
+    cache.run()
+
+    for paragraph in candidates:
+        sentence_scores = [cache[paragraph.text(i, i + 1)] for i in range(len(paragraph.sentences))]
+        paragraph.split = trailing_split(sentence_scores, threshold)
+        if paragraph.split is not None:
+            cache.want(paragraph.text(0, paragraph.split))
+            cache.want(paragraph.text(paragraph.split))
+    cache.run()
+
+    results = []
+    for document, found in zip(documents, paragraphs, strict=True):
+        segments: list[SegmentResult] = []
+        for paragraph in found:
+            parts = [paragraph.span]
+            if paragraph.split is not None:
+                head = paragraph.sentences_span(0, paragraph.split)
+                tail = paragraph.sentences_span(paragraph.split)
+                if cache[head.text(document)] < threshold <= cache[tail.text(document)]:
+                    parts = [head, tail]
+            for part in parts:
+                text = part.text(document)
+                value = cache[text]
+                label = PROMOTIONAL if value >= threshold else FACTUAL
+                segments.append(SegmentResult(part.start, part.end, text, label, value))
+        results.append(Analysis(document, tuple(segments), threshold))
+    return results
+
+
+_LINE_BREAK = re.compile(r"\r\n|\r|\n")
+
+
+def _line_breaks(whitespace: str) -> int:
+    return len(_LINE_BREAK.findall(whitespace))
+
+
+def remove_spans(document: str, spans: Sequence[Span]) -> str:
+    """``document`` without ``spans``; every other non-whitespace character stays as it was.
+
+    Only the whitespace at each seam changes. Removed spans with nothing but whitespace
+    between them form one block. Of the whitespace just before and just after a block, the
+    part with more line breaks is kept (the left one on a tie), so a removed paragraph leaves
+    one paragraph break and a removed trailing sentence leaves none: no blank lines pile up.
+    At the start of the document the seam's whitespace goes; at the end, one line break stays
+    if the document ended with one.
+    """
+    if not spans:
+        return document
+    ordered = sorted(spans, key=lambda s: s.start)
+    blocks: list[list[int]] = []
+    for span in ordered:
+        if blocks and not document[blocks[-1][1] : span.start].strip():
+            blocks[-1][1] = max(blocks[-1][1], span.end)
+        else:
+            blocks.append([span.start, span.end])
+
+    pieces: list[str] = []
+    position = 0
+    kept_any = False
+    for start, end in blocks:
+        kept = document[position:start]
+        left = kept[len(kept.rstrip()) :]
+        pieces.append(kept[: len(kept) - len(left)])
+        kept_any = kept_any or bool(kept.strip())
+        following = document[end:]
+        right = following[: len(following) - len(following.lstrip())]
+        position = end + len(right)
+        if not kept_any:
+            continue  # nothing kept before the seam yet: no leading whitespace
+        if position >= len(document):
+            last = _LINE_BREAK.findall(right)
+            pieces.append(last[-1] if last else "")
+        else:
+            pieces.append(right if _line_breaks(right) > _line_breaks(left) else left)
+    pieces.append(document[position:])
+    return "".join(pieces)

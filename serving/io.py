@@ -1,0 +1,336 @@
+"""Records in and out for the command line: JSONL, CSV, Parquet and plain text.
+
+Readers never stop at a bad record: each yields a :class:`Record` that either holds the
+record's fields or says, with its line number, why it cannot be used. Parquet goes through
+pyarrow, imported only when a Parquet file is read or written.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import io
+import json
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Any
+
+FORMATS = ("jsonl", "csv", "parquet", "text")
+_SUFFIXES = {
+    ".jsonl": "jsonl",
+    ".ndjson": "jsonl",
+    ".json": "jsonl",
+    ".csv": "csv",
+    ".parquet": "parquet",
+    ".pq": "parquet",
+    ".txt": "text",
+}
+PYARROW_HINT = 'Parquet needs pyarrow: pip install "promofilter[scale]"'
+
+
+class InputError(Exception):
+    """The input or output as a whole cannot be used: a missing file, a wrong format."""
+
+
+@dataclass
+class Record:
+    """One input record: ``fields`` when it is usable, else ``error`` says why."""
+
+    line: int  # 1-based: the line of JSONL, text and CSV files, the row of a Parquet file
+    fields: dict[str, Any] | None = None
+    error: str | None = None
+
+    @property
+    def id(self) -> Any:
+        return self.fields.get("id") if self.fields else None
+
+
+def error_record(record: Record) -> dict[str, Any]:
+    """The output record standing for a malformed input record."""
+    result: dict[str, Any] = {"_error": {"line": record.line, "reason": record.error}}
+    if record.id is not None:
+        result["id"] = record.id
+    return result
+
+
+def detect_format(path: str | None, explicit: str | None, default: str = "jsonl") -> str:
+    """The format named by ``explicit``, else the file's suffix, else ``default``."""
+    if explicit:
+        return explicit
+    if path and path != "-":
+        return _SUFFIXES.get(Path(path).suffix.lower(), default)
+    return default
+
+
+def _sniff(stream: IO[bytes]) -> str:
+    """Guess the format of standard input from its first bytes: JSON lines, Parquet or text."""
+    peek = getattr(stream, "peek", None)
+    head = peek(64) if peek else b""
+    if head.startswith(b"PAR1"):
+        return "parquet"
+    return "jsonl" if head.lstrip(b"\xef\xbb\xbf \t\r\n").startswith(b"{") else "text"
+
+
+def _check_text(fields: dict[str, Any], text_field: str) -> str | None:
+    if text_field not in fields or fields[text_field] is None:
+        return f"missing field {text_field!r}"
+    value = fields[text_field]
+    if not isinstance(value, str):
+        return f"field {text_field!r} is {type(value).__name__}, expected a string"
+    return None
+
+
+class RecordReader:
+    """Iterate over the records of one input; ``position`` and ``total`` drive a progress bar
+    (bytes for text formats, rows for Parquet; ``total`` is None for standard input)."""
+
+    def __init__(
+        self,
+        path: str | None,
+        fmt: str | None = None,
+        text_field: str = "text",
+        whole_text: bool = False,
+    ) -> None:
+        self.path = None if path in (None, "-") else Path(path)
+        self.text_field = text_field
+        self.whole_text = whole_text
+        self.position = 0
+        self.total: int | None = None
+        if self.path is None:
+            self._stream: IO[bytes] = getattr(sys.stdin, "buffer", None) or io.BytesIO(
+                sys.stdin.read().encode("utf-8")
+            )
+            self.format = fmt or _sniff(self._stream)
+        else:
+            if not self.path.is_file():
+                problem = "is a directory" if self.path.is_dir() else "no such file"
+                raise InputError(f"{self.path}: {problem}")
+            self.format = detect_format(str(self.path), fmt, default="text")
+            try:
+                self._stream = self.path.open("rb")
+            except OSError as error:
+                raise InputError(f"{self.path}: cannot read it ({error.strerror})") from error
+            self.total = self.path.stat().st_size
+        if self.format not in FORMATS:
+            raise InputError(f"unknown input format {self.format!r}; use one of {FORMATS}")
+        self.name = str(self.path) if self.path else "<stdin>"
+        if self.format == "parquet":  # read the footer now: errors come before the model loads
+            try:
+                self._parquet_file = self._open_parquet()
+            except InputError:
+                self.close()
+                raise
+            self.total = self._parquet_file.metadata.num_rows
+
+    def close(self) -> None:
+        if self.path is not None:
+            self._stream.close()
+
+    def __iter__(self) -> Iterator[Record]:
+        if self.format == "parquet":
+            yield from self._parquet()
+            return
+        reader = {"jsonl": self._jsonl, "csv": self._csv, "text": self._text}[self.format]
+        for record in reader():
+            if record.error is None and record.fields is not None:
+                record.error = _check_text(record.fields, self.text_field)
+            yield record
+
+    def _tell(self) -> None:
+        with contextlib.suppress(OSError, ValueError):
+            self.position = self._stream.tell()
+
+    def _lines(self) -> Iterator[tuple[int, str | None, str | None]]:
+        """(line number, the decoded line without its line break or None, the problem)."""
+        for number, raw in enumerate(self._stream, start=1):
+            self._tell()
+            if number == 1 and raw.startswith(b"\xef\xbb\xbf"):
+                raw = raw[3:]
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError as error:
+                yield number, None, f"not valid UTF-8 ({error.reason} at byte {error.start})"
+            else:
+                yield number, line.rstrip("\r\n"), None
+
+    def _jsonl(self) -> Iterator[Record]:
+        for number, line, problem in self._lines():
+            if problem:
+                yield Record(number, error=problem)
+                continue
+            if not line.strip():
+                continue
+            try:
+                fields = json.loads(line)
+            except ValueError as error:
+                yield Record(number, error=f"invalid JSON: {error}")
+                continue
+            if not isinstance(fields, dict):
+                yield Record(number, error=f"expected a JSON object, got {type(fields).__name__}")
+                continue
+            yield Record(number, fields)
+
+    def _text(self) -> Iterator[Record]:
+        if self.whole_text:
+            data = self._stream.read()
+            self.position = len(data)
+            try:
+                text = data.decode("utf-8-sig")
+            except UnicodeDecodeError as error:
+                yield Record(1, error=f"not valid UTF-8 ({error.reason} at byte {error.start})")
+                return
+            yield Record(1, {self.text_field: text})
+            return
+        for number, line, problem in self._lines():
+            if problem:
+                yield Record(number, error=problem)
+            elif line.strip():
+                yield Record(number, {"line": number, self.text_field: line})
+
+    def _csv(self) -> Iterator[Record]:
+        csv.field_size_limit(min(sys.maxsize, 2**31 - 1))
+        stream = io.TextIOWrapper(
+            self._stream, encoding="utf-8-sig", errors="surrogateescape", newline=""
+        )
+        try:
+            reader = csv.DictReader(stream)
+            try:
+                header = reader.fieldnames
+            except csv.Error as error:
+                raise InputError(f"{self.name}: unreadable CSV header: {error}") from error
+            if not header:
+                return
+            start = reader.line_num + 1
+            while True:
+                try:
+                    row = next(reader)
+                except StopIteration:
+                    break
+                except csv.Error as error:
+                    yield Record(start, error=f"invalid CSV: {error}")
+                    start = reader.line_num + 1
+                    continue
+                self._tell()
+                number, start = start, reader.line_num + 1
+                if None in row:
+                    yield Record(number, error=f"more fields than the {len(header)} of the header")
+                elif any(isinstance(v, str) and _has_surrogates(v) for v in row.values()):
+                    yield Record(number, error="not valid UTF-8")
+                else:
+                    yield Record(number, dict(row))
+        finally:
+            stream.detach()  # closing the wrapper would close the file (or standard input)
+
+    def _open_parquet(self) -> Any:
+        parquet = _pyarrow_parquet()
+        source = self._stream if self.path is not None else io.BytesIO(self._stream.read())
+        try:
+            return parquet.ParquetFile(source)
+        except Exception as error:  # pyarrow's ArrowInvalid and friends
+            raise InputError(f"{self.name}: not a readable Parquet file ({error})") from error
+
+    def _parquet(self) -> Iterator[Record]:
+        number = 0
+        for batch in self._parquet_file.iter_batches(batch_size=1024):
+            for fields in batch.to_pylist():
+                number += 1
+                self.position = number
+                yield Record(number, fields, _check_text(fields, self.text_field))
+
+
+def _has_surrogates(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False
+
+
+def _pyarrow_parquet() -> Any:
+    try:
+        import pyarrow.parquet as parquet
+    except ImportError as error:
+        raise InputError(PYARROW_HINT) from error
+    return parquet
+
+
+def _cell(value: Any) -> Any:
+    return json.dumps(value, ensure_ascii=False) if isinstance(value, (list, dict)) else value
+
+
+class RecordWriter:
+    """Write output records as JSONL, CSV or Parquet, to a file or standard output."""
+
+    def __init__(self, path: str | None, fmt: str | None = None) -> None:
+        self.path = None if path in (None, "-") else Path(path)
+        self.format = detect_format(str(self.path) if self.path else None, fmt)
+        if self.format not in ("jsonl", "csv", "parquet"):
+            raise InputError(f"cannot write {self.format!r} records; use jsonl, csv or parquet")
+        self._csv: csv.DictWriter | None = None
+        self._parquet: Any = None
+        self._schema: Any = None
+        if self.format == "parquet":
+            self._pq = _pyarrow_parquet()
+            if self.path is None:
+                raise InputError("Parquet output needs a file: use -o FILE.parquet")
+            self._stream: IO[str] | None = None
+        else:
+            self._stream = self._open_text()
+
+    def _open_text(self) -> IO[str]:
+        if self.path is None:
+            sys.stdout.flush()
+            binary = getattr(sys.stdout, "buffer", None)
+            if binary is None:
+                return sys.stdout
+            return io.TextIOWrapper(binary, encoding="utf-8", newline="", write_through=True)
+        try:
+            return self.path.open("w", encoding="utf-8", newline="")
+        except OSError as error:
+            raise InputError(f"{self.path}: cannot write it ({error.strerror})") from error
+
+    @property
+    def holds_errors(self) -> bool:
+        """Whether error records can go in line with the output (JSONL only)."""
+        return self.format == "jsonl"
+
+    def write_many(self, records: list[dict[str, Any]]) -> None:
+        if not records:
+            return
+        if self.format == "jsonl":
+            assert self._stream is not None
+            self._stream.write("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records))
+        elif self.format == "csv":
+            assert self._stream is not None
+            if self._csv is None:
+                self._csv = csv.DictWriter(
+                    self._stream, fieldnames=list(records[0]), extrasaction="ignore"
+                )
+                self._csv.writeheader()
+            self._csv.writerows({k: _cell(v) for k, v in r.items()} for r in records)
+        else:
+            self._write_parquet(records)
+
+    def _write_parquet(self, records: list[dict[str, Any]]) -> None:
+        import pyarrow
+
+        if self._parquet is None:
+            table = pyarrow.Table.from_pylist(records)
+            self._schema = table.schema
+            self._parquet = self._pq.ParquetWriter(str(self.path), self._schema)
+        else:
+            table = pyarrow.Table.from_pylist(records, schema=self._schema)
+        self._parquet.write_table(table)
+
+    def close(self) -> None:
+        if self._parquet is not None:
+            self._parquet.close()
+        if self._stream is None:
+            return
+        self._stream.flush()
+        if self.path is not None:
+            self._stream.close()
+        elif isinstance(self._stream, io.TextIOWrapper) and self._stream is not sys.stdout:
+            self._stream.detach()  # leave standard output open
