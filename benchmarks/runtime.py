@@ -1,7 +1,7 @@
 """Runtime benchmark: import time, load time, throughput of predict_proba and analyze, peak RSS.
 
-    python benchmarks/runtime.py                       # the shipped model, the test split
-    python benchmarks/runtime.py --model DIR --no-write
+    python -m benchmarks.runtime                       # the shipped model, the test split
+    python -m benchmarks.runtime --model DIR --no-write
 
 Scores the segment texts of ``training/data/splits/test.jsonl`` with ``predict_proba`` and its
 documents (segments joined by blank lines, as in the corpus) with ``analyze``, prints the
@@ -16,7 +16,6 @@ import argparse
 import json
 import os
 import platform
-import re
 import resource
 import statistics
 import subprocess
@@ -25,11 +24,12 @@ import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from benchmarks.report import write_section
+
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_DATA = REPO / "training" / "data" / "splits" / "test.jsonl"
 DEFAULT_REPORT = REPO / "docs" / "benchmarks.md"
 RSS_BUDGET_MB = 250
-START, END = "<!-- runtime-benchmark:start -->", "<!-- runtime-benchmark:end -->"
 
 
 def peak_rss_mb() -> float:
@@ -147,8 +147,7 @@ def markdown(figures: dict) -> str:
         if figures.get("smoke")
         else ""
     )
-    return f"""{START}
-## Runtime: `python benchmarks/runtime.py`
+    return f"""## Runtime: `python -m benchmarks.runtime`
 
 Measured {figures["date"]} on {figures["cpus"]} CPU cores (1-minute load average
 {figures["load_average"]:.1f} when the run began), Python {figures["python"]},
@@ -167,28 +166,12 @@ onnxruntime {figures["onnxruntime"]}, {figures["threads"]} threads, batch size
 | `analyze`, one document at a time | {figures["documents_per_second_one_by_one"]:,.1f} documents/s |
 | peak RSS of the scoring process | {figures["peak_rss_mb"]:.0f} MB ({verdict} the {RSS_BUDGET_MB} MB budget) |
 | RSS after loading the model | {figures["rss_after_load_mb"]:.0f} MB |
-{END}
 """  # noqa: E501
-
-
-def write_section(path: Path, section: str) -> None:
-    """Replace the runtime section of ``path`` (or add it), leaving the rest as it is."""
-    if path.is_file():
-        text = path.read_text(encoding="utf-8")
-    else:
-        text = "# Benchmarks\n\nSpeed and memory figures, each written by its benchmark script.\n"
-    pattern = re.compile(re.escape(START) + r".*?" + re.escape(END) + r"\n?", re.DOTALL)
-    if pattern.search(text):
-        text = pattern.sub(lambda _: section, text)
-    else:
-        text = text.rstrip("\n") + "\n\n" + section
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(text, encoding="utf-8")
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
-        prog="python benchmarks/runtime.py", description=__doc__.split("\n\n")[0]
+        prog="python -m benchmarks.runtime", description=__doc__.split("\n\n")[0]
     )
     parser.add_argument("--model", type=Path, help="model directory (default: the shipped one)")
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA, help="corpus JSONL file")
@@ -210,7 +193,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     figures["smoke"] = args.smoke
     print(json.dumps(figures, indent=2))
     if not args.no_write:
-        write_section(args.report, markdown(figures))
+        write_section("runtime", markdown(figures), args.report)
         print(f"wrote the runtime section of {args.report}", file=sys.stderr)
     if figures["peak_rss_mb"] > RSS_BUDGET_MB:
         print(

@@ -53,7 +53,8 @@ class BuildConfig:
     distill_per_document: int = 6
     distill_gold_weight: float = 0.5
     student_layers: int = 3
-    precision_target: float = 0.97
+    # 0.97 cost a third of the recall on dev (F1 0.86); 0.90 gives the best dev F1 (0.92)
+    precision_target: float = 0.90
     max_length: int = 128
     teacher_epochs: float = 2.0
     student_epochs: float = 3.0
@@ -290,6 +291,7 @@ def stage_package(config: BuildConfig, student_dir: Path, onnx_dir: Path) -> Pat
         model_config["build_seconds"] = round(build_seconds(config))
         _write_json(staging / "config.json", model_config)
         write_model_card(staging, model_config, smoke=config.smoke)
+        staging.chmod(0o755)  # mkdtemp makes it private; installed copies must be readable
         if output.exists():
             shutil.rmtree(output)
         staging.rename(output)
