@@ -23,18 +23,13 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from benchmarks.report import machine, write_section
+from benchmarks.runtime import read_split
 
 REPO = Path(__file__).resolve().parents[1]
 TEST_SPLIT = REPO / "training" / "data" / "splits" / "test.jsonl"
 THREADS = 2
 BATCH_SIZE = 32
 TARGET_SPEEDUP = 15
-
-
-def test_segments(path: Path = TEST_SPLIT) -> list[str]:
-    from training.corpus import read_documents
-
-    return [segment.text for document in read_documents(path) for segment in document.segments]
 
 
 def timed(
@@ -142,7 +137,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--no-write", action="store_true", help="print only")
     args = parser.parse_args(argv)
     model_dir = args.model.resolve()
-    result = run(model_dir, args.repeats, test_segments())
+    result = run(model_dir, args.repeats, read_split(TEST_SPLIT)[0])
     print(json.dumps(result, indent=2))
     if not args.no_write:
         print(f"wrote {write_section('speed', markdown(result, model_dir))}")

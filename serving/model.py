@@ -116,12 +116,13 @@ def _runtime(model_file: Path, tokenizer_file: Path, threads: int) -> _Runtime:
     with _RUNTIMES_LOCK:
         if key not in _RUNTIMES:
             _RUNTIMES[key] = _Runtime(
-                _create_session(model_file, threads), _create_tokenizer(tokenizer_file)
+                create_session(model_file, threads), _create_tokenizer(tokenizer_file)
             )
         return _RUNTIMES[key]
 
 
-def _create_session(model_file: Path, threads: int) -> Any:
+def create_session(model_file: Path, threads: int) -> Any:
+    """An ONNX Runtime session with explicit threads, checked against the graph contract."""
     import onnxruntime
 
     options = onnxruntime.SessionOptions()
@@ -145,6 +146,14 @@ def _create_session(model_file: Path, threads: int) -> Any:
             f"found inputs {sorted(inputs)} and outputs {sorted(outputs)}"
         )
     return session
+
+
+def softmax(logits: np.ndarray) -> np.ndarray:
+    """Row-wise class probabilities (float64) from a ``[batch, classes]`` logits array."""
+    shifted = np.asarray(logits, dtype=np.float64)
+    shifted = shifted - shifted.max(axis=1, keepdims=True)
+    probabilities = np.exp(shifted)
+    return probabilities / probabilities.sum(axis=1, keepdims=True)
 
 
 def _create_tokenizer(tokenizer_file: Path) -> Any:
@@ -305,10 +314,7 @@ class PromoFilter:
                 encoded.append(window)
         window_scores = np.zeros(len(encoded), dtype=np.float32)
         for chosen, feed in self._batches(encoded):
-            logits = self.session.run(["logits"], feed)[0].astype(np.float64)
-            logits -= logits.max(axis=1, keepdims=True)
-            probabilities = np.exp(logits)
-            probabilities /= probabilities.sum(axis=1, keepdims=True)
+            probabilities = softmax(self.session.run(["logits"], feed)[0])
             window_scores[chosen] = probabilities[:, self._promotional_index]
         scores = np.zeros(len(texts), dtype=np.float32)
         np.maximum.at(scores, np.asarray(owners, dtype=np.intp), window_scores)

@@ -13,10 +13,9 @@ torch = pytest.importorskip("torch", reason="needs the 'train' extra")
 
 import promofilter  # noqa: E402
 
-from training.corpus import read_documents  # noqa: E402
+from training.corpus import labeled_segments, read_documents  # noqa: E402
 from training.evaluate import SPLITS_DIR  # noqa: E402
 from training.modeling import PromoClassifier, classifier_config, student_from_teacher  # noqa: E402
-from training.train import segment_rows  # noqa: E402
 
 TEXTS = [
     "Die Bundesbank meldete am Dienstag einen Rückgang der Kreditvergabe.",
@@ -62,7 +61,7 @@ def test_fp32_export_matches_torch_and_int8_stays_close(smoke_build: Path) -> No
     work = smoke_build / "work"
     student_dir = next(p for p in work.glob("student-*") if not p.name.endswith("-run"))
     student = PromoClassifier.from_pretrained(student_dir)
-    texts, labels = segment_rows(read_documents(SPLITS_DIR / "test.jsonl"))
+    texts, labels = labeled_segments(read_documents(SPLITS_DIR / "test.jsonl"))
     report = parity_report(
         student,
         _load_tokenizer(student_dir),

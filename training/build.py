@@ -29,9 +29,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from training.corpus import read_documents, sha256_file
+from training.corpus import labeled_segments, read_documents, sha256_file
 from training.evaluate import SPLITS_DIR
-from training.train import DEFAULT_RUNS_DIR, FineTuneArgs, segment_rows
+from training.train import DEFAULT_RUNS_DIR, FineTuneArgs
 from training.vocab import GERMAN_WORD_LIST
 
 REPO = Path(__file__).resolve().parents[1]
@@ -144,8 +144,8 @@ def stage_teacher(config: BuildConfig, base: Path) -> Path:
         model = PromoClassifier(model_config)
     else:
         model = PromoClassifier.from_pretrained(base, config=model_config, local_files_only=True)
-    texts, labels = segment_rows(_train_documents(config, config.generated_per_document, 13))
-    dev_texts, dev_labels = segment_rows(read_documents(config.dev))
+    texts, labels = labeled_segments(_train_documents(config, config.generated_per_document, 13))
+    dev_texts, dev_labels = labeled_segments(read_documents(config.dev))
     _log(f"teacher: {model_config.num_hidden_layers} layers, {len(texts):,} training segments")
     args = config.fine_tune_args("teacher", config.teacher_epochs, config.teacher_learning_rate)
     model = fine_tune(model, tokenizer, texts, labels, dev_texts, dev_labels, args)
@@ -163,7 +163,7 @@ def stage_targets(config: BuildConfig, teacher_dir: Path) -> Path:
     if target.is_file():
         return target
     documents = _train_documents(config, config.distill_per_document, 14)
-    texts, gold = segment_rows(documents)
+    texts, gold = labeled_segments(documents)
     teacher = PromoClassifier.from_pretrained(teacher_dir, local_files_only=True)
     _log(f"targets: teacher scores {len(texts):,} segments")
     soft = predict_proba_torch(teacher, _load_tokenizer(teacher_dir), texts, config.max_length)
@@ -185,7 +185,7 @@ def stage_student(config: BuildConfig, teacher_dir: Path, targets_file: Path) ->
     teacher = PromoClassifier.from_pretrained(teacher_dir, local_files_only=True)
     student = student_from_teacher(teacher, config.student_layers)
     data = json.loads(targets_file.read_text())
-    dev_texts, dev_labels = segment_rows(read_documents(config.dev))
+    dev_texts, dev_labels = labeled_segments(read_documents(config.dev))
     tokenizer = _load_tokenizer(teacher_dir)
     _log(f"student: {config.student_layers} layers, {len(data['texts']):,} segments")
     args = config.fine_tune_args(
@@ -212,7 +212,7 @@ def stage_export(config: BuildConfig, student_dir: Path) -> Path:
     student = PromoClassifier.from_pretrained(student_dir, local_files_only=True)
     fp32 = export_onnx(student, target / "model.fp32.onnx")
     int8 = quantize_int8(fp32, target / "model.int8.onnx")
-    test_texts, test_labels = segment_rows(read_documents(config.test))
+    test_texts, test_labels = labeled_segments(read_documents(config.test))
     report = parity_report(
         student,
         _load_tokenizer(student_dir),
@@ -256,7 +256,7 @@ def stage_package(config: BuildConfig, student_dir: Path, onnx_dir: Path) -> Pat
         _write_json(staging / "config.json", model_config)
         # the threshold is chosen on dev through the runtime, on the int8 graph that ships
         runtime = promofilter.load(staging)
-        dev_texts, dev_labels = segment_rows(read_documents(config.dev))
+        dev_texts, dev_labels = labeled_segments(read_documents(config.dev))
         dev = dev_metrics(dev_labels, runtime.predict_proba(dev_texts), config.precision_target)
         model_config["threshold"] = round(dev["threshold"], 6)
         model_config.update(
@@ -282,8 +282,7 @@ def stage_package(config: BuildConfig, student_dir: Path, onnx_dir: Path) -> Pat
                 "precision_target": config.precision_target,
             },
         )
-        _write_json(staging / "config.json", model_config)
-        runtime = promofilter.load(staging)
+        runtime.threshold = model_config["threshold"]
         metrics = evaluation_summary(runtime, config)
         metrics["dev"] = dev
         metrics["parity"] = json.loads((onnx_dir / "parity.json").read_text())

@@ -20,6 +20,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 from promofilter.model import sha256_of
 from promofilter.segment import Span, join_segments, segment_spans
 
@@ -240,6 +241,12 @@ def write_documents(path: str | Path, documents: Iterable[Document]) -> None:
     with path.open("w", encoding="utf-8") as handle:
         for document in documents:
             handle.write(json.dumps(document.to_json(), ensure_ascii=False) + "\n")
+
+
+def labeled_segments(documents: Iterable[Document]) -> tuple[list[str], np.ndarray]:
+    """Texts and gold labels (True = promotional) of every segment; ambiguous ones left out."""
+    segments = [s for d in documents for s in d.segments if s.label != AMBIGUOUS]
+    return [s.text for s in segments], np.array([s.label == PROMOTIONAL for s in segments])
 
 
 # one implementation, shared with the runtime's model integrity check

@@ -34,6 +34,7 @@ from training.corpus import (
     CorpusError,
     Document,
     Segment,
+    labeled_segments,
     read_documents,
     sha256_file,
 )
@@ -243,14 +244,9 @@ def fit_tfidf(train: Path, dev: Path, generated_per_document: int = 6):
 
     train_documents = read_documents(train)
     train_documents += generate_variants(train_documents, per_document=generated_per_document)
-    texts, labels = _labeled_segments(train_documents)
-    dev_texts, dev_labels = _labeled_segments(read_documents(dev))
+    texts, labels = labeled_segments(train_documents)
+    dev_texts, dev_labels = labeled_segments(read_documents(dev))
     return TfidfBaseline.fit(texts, labels, dev_texts, dev_labels)
-
-
-def _labeled_segments(documents: Sequence[Document]) -> tuple[list[str], list[bool]]:
-    segments = [s for d in documents for s in d.segments if s.label != AMBIGUOUS]
-    return [s.text for s in segments], [s.label == PROMOTIONAL for s in segments]
 
 
 def write_report(

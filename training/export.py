@@ -10,6 +10,7 @@ import logging
 from pathlib import Path
 
 import numpy as np
+from promofilter.model import softmax
 
 INPUT_NAMES = ("input_ids", "attention_mask")
 OUTPUT_NAME = "logits"
@@ -68,22 +69,10 @@ def quantize_int8(source: str | Path, target: str | Path, per_channel: bool = Tr
     return target
 
 
-def onnx_session(path: str | Path, threads: int = 2):
-    """An ONNX Runtime session for parity checks (the runtime builds its own)."""
-    import onnxruntime as ort
-
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = threads
-    options.inter_op_num_threads = 1
-    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-
-
 def onnx_probabilities(session, input_ids: np.ndarray, attention_mask: np.ndarray) -> np.ndarray:
     """P(promotional) from an exported graph for one padded batch."""
     feed = {
         "input_ids": input_ids.astype(np.int64),
         "attention_mask": attention_mask.astype(np.int64),
     }
-    logits = session.run([OUTPUT_NAME], feed)[0].astype(np.float64)
-    logits -= logits.max(axis=1, keepdims=True)
-    return np.exp(logits[:, 1]) / np.exp(logits).sum(axis=1)
+    return softmax(session.run([OUTPUT_NAME], feed)[0])[:, 1]

@@ -12,13 +12,10 @@ from pathlib import Path
 
 import numpy as np
 
+from training.metrics import binary_counts
+
 FP32_TOLERANCE = 1e-4
 INT8_MAX_F1_DROP = 0.01
-
-
-def _f1(truth: np.ndarray, predicted: np.ndarray) -> float:
-    tp = int((truth & predicted).sum())
-    return 2 * tp / max(int(truth.sum()) + int(predicted.sum()), 1)
 
 
 def parity_report(
@@ -34,10 +31,11 @@ def parity_report(
 ) -> dict:
     """Torch vs fp32 ONNX vs int8 ONNX on the same padded batches of ``texts``."""
     import torch
+    from promofilter.model import create_session
 
-    from training.export import onnx_probabilities, onnx_session
+    from training.export import onnx_probabilities
 
-    sessions = {"fp32": onnx_session(fp32), "int8": onnx_session(int8)}
+    sessions = {"fp32": create_session(fp32, threads=2), "int8": create_session(int8, threads=2)}
     order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
     ordered = [texts[i] for i in order]
     truth = np.asarray(labels)[order] >= 0.5
@@ -63,13 +61,13 @@ def parity_report(
     reference, exported, quantized = (
         np.concatenate(s) for s in (torch_scores, fp32_scores, int8_scores)
     )
-    f1_fp32 = _f1(truth, exported >= threshold)
-    f1_int8 = _f1(truth, quantized >= threshold)
+    f1_fp32 = binary_counts(truth, exported >= threshold).f1
+    f1_int8 = binary_counts(truth, quantized >= threshold).f1
     return {
         "segments": len(texts),
         "fp32_max_abs_diff": float(np.abs(exported - reference).max()),
         "int8_max_abs_diff": float(np.abs(quantized - exported).max()),
-        "f1_torch": _f1(truth, reference >= threshold),
+        "f1_torch": binary_counts(truth, reference >= threshold).f1,
         "f1_fp32": f1_fp32,
         "f1_int8": f1_int8,
         "int8_f1_drop": f1_fp32 - f1_int8,

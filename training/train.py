@@ -16,8 +16,12 @@ from pathlib import Path
 
 import numpy as np
 
-from training.corpus import AMBIGUOUS, Document
-from training.metrics import average_precision, best_f1_threshold, threshold_for_precision
+from training.metrics import (
+    average_precision,
+    best_f1_threshold,
+    binary_counts,
+    threshold_for_precision,
+)
 
 DEFAULT_RUNS_DIR = Path("~/.cache/promofilter/runs").expanduser()
 
@@ -41,17 +45,6 @@ class FineTuneArgs:
 
     def to_json(self) -> dict:
         return {**asdict(self), "run_dir": str(self.run_dir)}
-
-
-def segment_rows(documents: Sequence[Document]) -> tuple[list[str], np.ndarray]:
-    """Texts and gold P(promotional) of every labelled segment; ambiguous ones are left out."""
-    texts, labels = [], []
-    for document in documents:
-        for segment in document.segments:
-            if segment.label != AMBIGUOUS:
-                texts.append(segment.text)
-                labels.append(1.0 if segment.label == "promotional" else 0.0)
-    return texts, np.asarray(labels, dtype=np.float32)
 
 
 def tokenized_dataset(tokenizer, texts: Sequence[str], targets: Sequence[float], max_length: int):
@@ -98,17 +91,14 @@ def predict_proba_torch(
 def dev_metrics(labels: np.ndarray, scores: np.ndarray, precision_target: float) -> dict:
     truth = labels >= 0.5
     threshold = threshold_for_precision(truth, scores, precision_target)
-    predicted = scores >= threshold
-    tp = int((predicted & truth).sum())
-    precision = tp / max(int(predicted.sum()), 1)
-    recall = tp / max(int(truth.sum()), 1)
+    counts = binary_counts(truth, scores >= threshold)
     return {
         "pr_auc": average_precision(truth, scores),
         "best_f1": best_f1_threshold(truth, scores)[1],
         "threshold": threshold,
-        "precision": precision,
-        "recall": recall,
-        "f1": 2 * precision * recall / max(precision + recall, 1e-12),
+        "precision": counts.precision,
+        "recall": counts.recall,
+        "f1": counts.f1,
     }
 
 
@@ -126,6 +116,7 @@ def fine_tune(
     Resumes from the newest checkpoint in ``args.run_dir`` if there is one, so that a killed
     run continues where it stopped.
     """
+    from promofilter.model import softmax
     from transformers import (
         DataCollatorWithPadding,
         EarlyStoppingCallback,
@@ -144,9 +135,7 @@ def fine_tune(
     dev = tokenized_dataset(tokenizer, dev_texts, dev_labels, args.max_length)
 
     def compute_metrics(prediction) -> dict:
-        logits = np.asarray(prediction.predictions, dtype=np.float64)
-        logits -= logits.max(axis=1, keepdims=True)
-        probabilities = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
+        probabilities = softmax(prediction.predictions)
         # label_ids, not dev_labels: the evaluation loop need not keep the dataset's order
         truth = np.asarray(prediction.label_ids).reshape(-1) >= 0.5
         return {"pr_auc": average_precision(truth, probabilities[:, 1])}
