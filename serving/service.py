@@ -25,9 +25,11 @@ from typing import Annotated, Any, Literal
 
 try:
     from fastapi import FastAPI, Request
+    from fastapi.exception_handlers import http_exception_handler
     from fastapi.exceptions import RequestValidationError
     from fastapi.responses import JSONResponse, PlainTextResponse
     from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+    from starlette.exceptions import HTTPException
 except ImportError as error:  # pragma: no cover - depends on the installed extras
     raise ImportError(
         "the promofilter service needs FastAPI, uvicorn and pydantic: "
@@ -389,6 +391,19 @@ def create_app(settings: Settings | None = None, loader: ModelLoader = load_mode
             for item in error.errors()
         ]
         return _error(422, detail)
+
+    @app.exception_handler(HTTPException)
+    async def http_error(request: Request, error: HTTPException) -> Any:
+        if error.status_code == 400:  # FastAPI's answer to a body json.loads cannot decode
+            detail = [
+                {
+                    "loc": ["body"],
+                    "msg": "the body is not JSON text in UTF-8",
+                    "type": "json_invalid",
+                }
+            ]
+            return _error(422, detail)
+        return await http_exception_handler(request, error)
 
     @app.exception_handler(_Unavailable)
     async def unavailable(request: Request, error: _Unavailable) -> JSONResponse:

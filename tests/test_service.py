@@ -305,7 +305,9 @@ def test_a_wrong_request_gets_422_naming_the_field(client, path, payload, locati
     assert any(e["loc"] == location and message in e["msg"] for e in errors), errors
 
 
-@pytest.mark.parametrize("body", [b'{"texts": [', b"\xff\xfe{}", b"", b'{"texts": ["a"]} x'])
+@pytest.mark.parametrize(
+    "body", [b'{"texts": [', b"\xff\xfe{}", b"", b'{"texts": ["a"]} x', b"\x00" * 8]
+)
 def test_malformed_json_gets_422(client, body):
     response = client.post(
         "/v1/classify", content=body, headers={"content-type": "application/json"}
