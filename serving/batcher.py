@@ -151,7 +151,8 @@ class DynamicBatcher:
             self._arrived.clear()
             await self._arrived.wait()
         deadline = self._queue[0].arrived + self.max_wait
-        while len(self._queue) < self.max_batch_size:
+        # callers that give up leave the queue, and a stopping batcher waits for no one
+        while self._queue and len(self._queue) < self.max_batch_size and not self._stopping:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 break

@@ -175,3 +175,20 @@ def test_stop_scores_what_is_queued_then_refuses():
 def test_bad_limits_are_refused():
     with pytest.raises(ValueError, match="max_batch_size"):
         DynamicBatcher(RecordingScorer(), max_batch_size=0)
+
+
+def test_stop_does_not_wait_out_max_wait():
+    scorer = RecordingScorer()
+
+    async def main():
+        batcher = DynamicBatcher(scorer, max_batch_size=64, max_wait_ms=10_000)
+        batcher.start()
+        pending = asyncio.ensure_future(batcher.score(["wartet"]))
+        await asyncio.sleep(0.05)
+        started = time.monotonic()
+        await batcher.stop()
+        return await pending, time.monotonic() - started
+
+    scores, took = run(main())
+    assert scores.tolist() == pytest.approx([0.006])
+    assert took < 5
