@@ -19,7 +19,7 @@ from typing import Any
 from promofilter.model import DEFAULT_THREADS
 
 # Tuned with benchmarks/load.py on 2 cores (docs/benchmarks.md, section "load").
-DEFAULT_MAX_BATCH_SIZE = 64
+DEFAULT_MAX_BATCH_SIZE = 128
 DEFAULT_MAX_WAIT_MS = 5.0
 DEFAULT_MAX_QUEUED_SEGMENTS = 1024
 DEFAULT_MAX_BODY_BYTES = 1 << 20
