@@ -16,25 +16,6 @@ import pytest
 from promofilter import cli
 from promofilter.progress import Progress
 
-PROMO = re.compile(r"Gratis|weiterlesen|Kaufen oder verkaufen|Dringend|Jetzt")
-
-
-@pytest.fixture(scope="session")
-def model_dir(smoke_build: Path) -> Path:
-    return smoke_build / "model"
-
-
-@pytest.fixture
-def keyword_model(model_dir, monkeypatch):
-    """The smoke model with a keyword scorer, so that labels in the output are known."""
-    model = promofilter.load(model_dir, threshold=0.5)
-    model.predict_proba = lambda texts: np.array(
-        [0.9 if PROMO.search(t) else 0.1 for t in ([texts] if isinstance(texts, str) else texts)],
-        dtype=np.float32,
-    )
-    monkeypatch.setattr(cli, "_load", lambda args: model)
-    return model
-
 
 def write_lines(path: Path, lines: list[str | bytes]) -> Path:
     path.write_bytes(b"".join((x if isinstance(x, bytes) else x.encode()) + b"\n" for x in lines))
