@@ -483,7 +483,9 @@ def _run_ray(args: argparse.Namespace) -> int:
     started = time.monotonic()
     import logging
 
-    ray.init(address=args.ray_address, logging_level=logging.WARNING, log_to_driver=False)
+    started_here = not ray.is_initialized()  # a caller's cluster stays up
+    if started_here:
+        ray.init(address=args.ray_address, logging_level=logging.WARNING, log_to_driver=False)
     try:
         context = ray.data.DataContext.get_current()
         context.execution_options.preserve_order = True
@@ -491,7 +493,9 @@ def _run_ray(args: argparse.Namespace) -> int:
         logging.getLogger("ray.data").setLevel(logging.WARNING)
         reader = getattr(ray.data, RAY_READERS[input_format])
         options = {"lines": True} if input_format == "jsonl" else {}
-        dataset = reader(str(source), **options)
+        # reading reserves no CPU: the actors hold the CPUs they score on, and a read task
+        # that waited for a free CPU would wait for ever on a cluster the actors fill
+        dataset = reader(str(source), num_cpus=0, **options)
         scored = score_dataset(
             dataset,
             text_column=args.text_field,
@@ -518,7 +522,8 @@ def _run_ray(args: argparse.Namespace) -> int:
             run.output.commit()
         _finish(run)
     finally:
-        ray.shutdown()
+        if started_here:
+            ray.shutdown()
     if not args.quiet:
         print(_summary(run, 0, time.monotonic() - started), file=sys.stderr)
     if run.failed:
