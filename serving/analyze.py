@@ -7,7 +7,7 @@ rules here are tested with a stand-in scorer and run unchanged on the ONNX model
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Generator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -79,10 +79,9 @@ class Analysis:
 
 
 class _ScoreCache:
-    """Scores texts in rounds, each round one batched call, never scoring a text twice."""
+    """Collects the texts of one scoring round and keeps every score, never asking twice."""
 
-    def __init__(self, score: ScoreFunction) -> None:
-        self._score = score
+    def __init__(self) -> None:
         self._scores: dict[str, float] = {}
         self._wanted: dict[str, None] = {}
 
@@ -90,12 +89,13 @@ class _ScoreCache:
         if text not in self._scores:
             self._wanted[text] = None
 
-    def run(self) -> None:
+    def take_wanted(self) -> list[str]:
         texts = list(self._wanted)
         self._wanted.clear()
-        if texts:
-            scores = self._score(texts)
-            self._scores.update(zip(texts, (float(s) for s in scores), strict=True))
+        return texts
+
+    def store(self, texts: list[str], scores: Sequence[float] | np.ndarray) -> None:
+        self._scores.update(zip(texts, (float(s) for s in scores), strict=True))
 
     def __getitem__(self, text: str) -> float:
         return self._scores[text]
@@ -119,24 +119,25 @@ class _Paragraph:
         return self.sentences_span(start, stop).text(self.document)
 
 
-def analyze_documents(
-    documents: Sequence[str], score: ScoreFunction, threshold: float
-) -> list[Analysis]:
-    """Label the segments of each document; see :func:`promofilter.segment.trailing_split`.
+# Yields the texts of one scoring round, is sent their scores, returns the analyses.
+AnalysisSteps = Generator[list[str], Sequence[float] | np.ndarray, list[Analysis]]
 
-    Scoring runs in three batched rounds over all documents, so a multi-sentence paragraph
-    costs little more than the paragraph itself unless it ends on a promotional sentence:
 
-    1. every segment (paragraph or stand-alone line) and the last sentence of each segment
-       with two or more sentences;
-    2. the other sentences of segments whose last sentence is promotional;
-    3. head and tail of each candidate split, as whole texts.
+def analysis_steps(documents: Sequence[str], threshold: float) -> AnalysisSteps:
+    """The analysis of ``documents`` as scoring rounds, without doing any scoring itself.
 
-    A split is kept when the head scores below ``threshold`` and the tail at or above it; the
-    segment then becomes a factual and a promotional result. Every result's score is the
-    model's score of exactly its text, and its label is that score against ``threshold``.
+    Each ``yield`` hands out the texts of one round (never empty, never a text twice) and
+    takes back their scores in the same order; the generator returns one :class:`Analysis`
+    per document. :func:`analyze_documents` drives it with a plain function; the HTTP service
+    drives it with its dynamic batcher, so both produce the same analyses.
     """
-    cache = _ScoreCache(score)
+    cache = _ScoreCache()
+
+    def scoring_round():  # yields only when there is something to score
+        texts = cache.take_wanted()
+        if texts:
+            cache.store(texts, (yield texts))
+
     paragraphs: list[list[_Paragraph]] = []
     for index, document in enumerate(documents):
         if not isinstance(document, str):
@@ -149,7 +150,7 @@ def analyze_documents(
                 cache.want(paragraph.text(-1))
             found.append(paragraph)
         paragraphs.append(found)
-    cache.run()
+    yield from scoring_round()
 
     candidates = [
         p
@@ -160,7 +161,7 @@ def analyze_documents(
     for paragraph in candidates:
         for index in range(len(paragraph.sentences) - 1):
             cache.want(paragraph.text(index, index + 1))
-    cache.run()
+    yield from scoring_round()
 
     for paragraph in candidates:
         sentence_scores = [cache[paragraph.text(i, i + 1)] for i in range(len(paragraph.sentences))]
@@ -168,7 +169,7 @@ def analyze_documents(
         if paragraph.split is not None:
             cache.want(paragraph.text(0, paragraph.split))
             cache.want(paragraph.text(paragraph.split))
-    cache.run()
+    yield from scoring_round()
 
     results = []
     for document, found in zip(documents, paragraphs, strict=True):
@@ -187,6 +188,32 @@ def analyze_documents(
                 segments.append(SegmentResult(part.start, part.end, text, label, value))
         results.append(Analysis(document, tuple(segments), threshold))
     return results
+
+
+def analyze_documents(
+    documents: Sequence[str], score: ScoreFunction, threshold: float
+) -> list[Analysis]:
+    """Label the segments of each document; see :func:`promofilter.segment.trailing_split`.
+
+    Scoring runs in three batched rounds over all documents, so a multi-sentence paragraph
+    costs little more than the paragraph itself unless it ends on a promotional sentence:
+
+    1. every segment (paragraph or stand-alone line) and the last sentence of each segment
+       with two or more sentences;
+    2. the other sentences of segments whose last sentence is promotional;
+    3. head and tail of each candidate split, as whole texts.
+
+    A split is kept when the head scores below ``threshold`` and the tail at or above it; the
+    segment then becomes a factual and a promotional result. Every result's score is the
+    model's score of exactly its text, and its label is that score against ``threshold``.
+    """
+    steps = analysis_steps(documents, threshold)
+    try:
+        texts = next(steps)
+        while True:
+            texts = steps.send(score(texts))
+    except StopIteration as finished:
+        return finished.value
 
 
 _LINE_BREAK = re.compile(r"\r\n|\r|\n")

@@ -4,6 +4,7 @@
     promofilter analyze [INPUT] [-o OUTPUT]   documents in, segments, label, promo_share
                                               and clean_text added
     promofilter clean   FILE|-                the cleaned text on stdout
+    promofilter serve   [--port 8000] ...     the HTTP service (needs the serve extra)
 
 :func:`parse_args` is separate from :func:`main` so that both are tested in-process.
 """
@@ -12,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import sys
 import time
@@ -236,7 +238,107 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=formatter,
     )
     clean.add_argument("file", metavar="FILE", help="a text file, or - for stdin")
+    _add_serve_parser(commands, formatter)
     return parser
+
+
+SERVE_HINT = 'promofilter serve needs FastAPI and uvicorn: pip install "promofilter[serve]"'
+
+
+def _non_negative(value: str) -> float:
+    try:
+        number = float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {value!r}") from None
+    if not number >= 0:
+        raise argparse.ArgumentTypeError(f"must be at least 0, got {value}")
+    return number
+
+
+def _add_serve_parser(commands: Any, formatter: type[argparse.HelpFormatter]) -> None:
+    from promofilter import settings
+    from promofilter.model import DEFAULT_THREADS
+
+    serve = commands.add_parser(
+        "serve",
+        help="run the HTTP service (POST /v1/classify, /v1/analyze, /v1/moderate)",
+        description="Run the moderation service with uvicorn. Every option is also read from "
+        "the PROMOFILTER_* environment variable named after it (the options win). The bearer "
+        "token comes from --token-file or PROMOFILTER_TOKEN; with one set, every endpoint but "
+        "/healthz and /readyz answers 401 without it.",
+        epilog=SERVE_HINT,
+        formatter_class=formatter,
+    )
+    serve.add_argument("--host", default="127.0.0.1", help="address to bind (default: loopback)")
+    serve.add_argument("--port", type=int, default=8000, help="port to bind (default: 8000)")
+    serve.add_argument(
+        "--model", metavar="DIR", help="model directory (default: the model shipped inside)"
+    )
+    serve.add_argument(
+        "--threshold", type=_threshold, help="P(promotional) cut-off (default: the model's)"
+    )
+    serve.add_argument(
+        "--workers",
+        type=_positive,
+        default=1,
+        help="worker processes, each with its own model; give each --threads cores/workers "
+        "(default: 1)",
+    )
+    serve.add_argument(
+        "--threads",
+        type=_positive,
+        help=f"ONNX Runtime threads per worker (default: {DEFAULT_THREADS})",
+    )
+    serve.add_argument(
+        "--token-file", metavar="FILE", help="file holding the bearer token clients must send"
+    )
+    limits = serve.add_argument_group("batching and limits")
+    limits.add_argument(
+        "--max-batch-size",
+        type=_positive,
+        help=f"segments per model call (default: {settings.DEFAULT_MAX_BATCH_SIZE})",
+    )
+    limits.add_argument(
+        "--max-wait-ms",
+        type=_non_negative,
+        help="how long a segment waits for batch mates "
+        f"(default: {settings.DEFAULT_MAX_WAIT_MS:g})",
+    )
+    limits.add_argument(
+        "--max-queued-segments",
+        type=_positive,
+        help="segments waiting for the model above which requests get 429 "
+        f"(default: {settings.DEFAULT_MAX_QUEUED_SEGMENTS})",
+    )
+    limits.add_argument(
+        "--max-body-bytes",
+        type=_positive,
+        help="request body limit in bytes; larger ones get 413 "
+        f"(default: {settings.DEFAULT_MAX_BODY_BYTES})",
+    )
+    limits.add_argument(
+        "--max-texts",
+        type=_positive,
+        help=f"texts per /v1/classify request (default: {settings.DEFAULT_MAX_TEXTS})",
+    )
+    limits.add_argument(
+        "--request-timeout",
+        type=_non_negative,
+        help="seconds before a request gets 503 instead of an answer "
+        f"(default: {settings.DEFAULT_REQUEST_TIMEOUT:g})",
+    )
+    limits.add_argument(
+        "--drain-timeout",
+        type=_non_negative,
+        help="seconds SIGTERM waits for in-flight requests before the process exits; must "
+        "exceed --request-timeout (default: request timeout + 5)",
+    )
+    serve.add_argument(
+        "--log-level",
+        default="info",
+        choices=["critical", "error", "warning", "info", "debug"],
+        help="uvicorn's log level (default: info)",
+    )
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
@@ -655,6 +757,77 @@ def _clean(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+_SERVE_SETTINGS = (
+    "model",
+    "threshold",
+    "threads",
+    "max_batch_size",
+    "max_wait_ms",
+    "max_queued_segments",
+    "max_body_bytes",
+    "max_texts",
+    "request_timeout",
+)
+
+
+def serve_environment(args: argparse.Namespace) -> dict[str, str]:
+    """The ``PROMOFILTER_*`` variables that carry the ``serve`` options to uvicorn's workers
+    (which build the app from the environment); unset options leave the variables alone."""
+    env = {
+        f"PROMOFILTER_{name.upper()}": str(getattr(args, name))
+        for name in _SERVE_SETTINGS
+        if getattr(args, name) is not None
+    }
+    if args.model is not None:
+        env["PROMOFILTER_MODEL"] = os.path.abspath(os.path.expanduser(args.model))
+    if args.token_file is not None:
+        env["PROMOFILTER_TOKEN_FILE"] = os.path.abspath(os.path.expanduser(args.token_file))
+    return env
+
+
+def _serve(args: argparse.Namespace) -> int:
+    try:
+        import promofilter.service  # FastAPI and pydantic
+        import uvicorn
+    except ImportError as error:
+        _error(f"{SERVE_HINT} ({error})")
+        return EXIT_USAGE
+    from promofilter.model import ModelLoadError
+    from promofilter.settings import Settings, SettingsError
+
+    env = serve_environment(args)
+    try:
+        settings = Settings.from_env({**os.environ, **env})
+    except SettingsError as error:
+        _error(str(error))
+        return EXIT_USAGE
+    drain = settings.request_timeout + 5 if args.drain_timeout is None else args.drain_timeout
+    if drain <= settings.request_timeout:
+        _error(
+            f"--drain-timeout ({drain:g} s) must exceed the request timeout "
+            f"({settings.request_timeout:g} s), or SIGTERM could cut requests off unanswered"
+        )
+        return EXIT_USAGE
+    if args.workers == 1:
+        # fail before binding the port; the worker then reuses this session (same process)
+        try:
+            promofilter.service.load_model(settings)
+        except ModelLoadError as error:
+            _error(str(error))
+            return EXIT_MODEL
+    os.environ.update(env)
+    uvicorn.run(
+        "promofilter.service:create_app",
+        factory=True,
+        host=args.host,
+        port=args.port,
+        workers=args.workers,
+        timeout_graceful_shutdown=math.ceil(drain),
+        log_level=args.log_level,
+    )
+    return EXIT_OK
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit code (see ``promofilter --help``)."""
     try:
@@ -664,6 +837,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "clean":
             return _clean(args)
+        if args.command == "serve":
+            return _serve(args)
         return _run_records(args)
     except InputError as error:
         _error(str(error))

@@ -1,3 +1,4 @@
+import json
 import re
 import shutil
 from collections.abc import Iterator
@@ -68,3 +69,23 @@ def keyword_model(model_dir, monkeypatch):
     )
     monkeypatch.setattr(cli, "_load", lambda args: model)
     return model
+
+
+@pytest.fixture(scope="session")
+def fp32_model(smoke_build: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The smoke model directory with its fp32 graph instead of the int8 one.
+
+    The int8 graph is quantized dynamically: ONNX Runtime picks the activation scales per batch,
+    so a text's score moves a little with its batch mates. The fp32 graph's does not, which is
+    what a test of batching needs from a tiny model.
+    """
+    from promofilter.model import sha256_of
+
+    target = tmp_path_factory.mktemp("fp32-model") / "model"
+    shutil.copytree(smoke_build / "model", target)
+    shutil.copyfile(smoke_build / "work" / "onnx" / "model.fp32.onnx", target / "model.onnx")
+    config = json.loads((target / "config.json").read_text(encoding="utf-8"))
+    config["model_sha256"] = sha256_of(target / "model.onnx")
+    config.setdefault("architecture", {})["quantization"] = "none (fp32)"
+    (target / "config.json").write_text(json.dumps(config, indent=2), encoding="utf-8")
+    return target

@@ -74,16 +74,22 @@ def test_fp32_export_matches_torch_and_int8_stays_close(smoke_build: Path) -> No
     assert report["segments"] == len(texts)
     assert report["fp32_max_abs_diff"] < 1e-4
     assert report["int8_max_abs_diff"] < 0.05
+    assert report["int8_alone_vs_batched_max_abs_diff"] <= 1e-5
     assert parity_problems(report, check_int8_f1=False) == []
 
 
 def test_parity_problems_name_what_broke() -> None:
     from training.parity import parity_problems
 
-    report = {"fp32_max_abs_diff": 3e-4, "int8_f1_drop": 0.02}
+    report = {
+        "fp32_max_abs_diff": 3e-4,
+        "int8_f1_drop": 0.02,
+        "int8_alone_vs_batched_max_abs_diff": 3e-3,
+    }
     problems = parity_problems(report)
-    assert len(problems) == 2
+    assert len(problems) == 3
     assert "fp32 ONNX differs" in problems[0] and "int8 loses" in problems[1]
+    assert "batch mates" in problems[2]
 
 
 def test_a_second_build_reuses_every_stage(smoke_build: Path, converted: Path) -> None:

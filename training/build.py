@@ -29,6 +29,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+
 from training.corpus import labeled_segments, read_documents, sha256_file
 from training.evaluate import SPLITS_DIR
 from training.train import DEFAULT_RUNS_DIR, FineTuneArgs
@@ -60,6 +62,8 @@ class BuildConfig:
     student_epochs: float = 3.0
     teacher_learning_rate: float = 5e-5
     student_learning_rate: float = 1e-4
+    # train segments whose activations fix the int8 scales
+    calibration_segments: int = 512
     max_steps: int = -1
     smoke: bool = False
     progress: bool = True
@@ -75,6 +79,7 @@ class BuildConfig:
             distill_per_document=1,
             student_layers=1,
             max_steps=4,
+            calibration_segments=64,
             smoke=True,
             progress=False,
         )
@@ -201,7 +206,7 @@ def stage_student(config: BuildConfig, teacher_dir: Path, targets_file: Path) ->
 
 def stage_export(config: BuildConfig, student_dir: Path) -> Path:
     """fp32 and int8 ONNX of the student, with parity figures on the test split."""
-    from training.export import export_onnx, quantize_int8
+    from training.export import calibration_feeds, export_onnx, quantize_int8
     from training.modeling import PromoClassifier
     from training.parity import parity_problems, parity_report
 
@@ -210,12 +215,16 @@ def stage_export(config: BuildConfig, student_dir: Path) -> Path:
         return target
     target.mkdir(parents=True, exist_ok=True)
     student = PromoClassifier.from_pretrained(student_dir, local_files_only=True)
+    tokenizer = _load_tokenizer(student_dir)
     fp32 = export_onnx(student, target / "model.fp32.onnx")
-    int8 = quantize_int8(fp32, target / "model.int8.onnx")
+    train_texts, _ = labeled_segments(read_documents(config.train))
+    sample = np.random.default_rng(0).permutation(len(train_texts))[: config.calibration_segments]
+    calibration = calibration_feeds(tokenizer, [train_texts[i] for i in sample], config.max_length)
+    int8 = quantize_int8(fp32, target / "model.int8.onnx", calibration)
     test_texts, test_labels = labeled_segments(read_documents(config.test))
     report = parity_report(
         student,
-        _load_tokenizer(student_dir),
+        tokenizer,
         fp32,
         int8,
         test_texts,
@@ -271,7 +280,10 @@ def stage_package(config: BuildConfig, student_dir: Path, onnx_dir: Path) -> Pat
                 "teacher_layers": json.loads(
                     (config.work_dir / "teacher" / "config.json").read_text()
                 )["num_hidden_layers"],
-                "quantization": "dynamic int8, per-channel weights",
+                "quantization": (
+                    "static int8: per-channel weights, activation scales calibrated on "
+                    f"{config.calibration_segments} train segments"
+                ),
             },
             training={
                 "train_split_sha256": sha256_file(config.train),

@@ -7,6 +7,8 @@ dynamic) and returns ``logits`` (float32, ``[batch, 2]``): the contract the runt
 from __future__ import annotations
 
 import logging
+import tempfile
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -60,13 +62,84 @@ def export_onnx(model, path: str | Path, vocab_size: int | None = None) -> Path:
     return path
 
 
-def quantize_int8(source: str | Path, target: str | Path, per_channel: bool = True) -> Path:
-    """Dynamic int8 quantization of the weights (activations stay float, scaled per batch)."""
-    from onnxruntime.quantization import QuantType, quantize_dynamic
+def calibration_feeds(
+    tokenizer, texts: Sequence[str], max_length: int, batch_size: int = 32
+) -> list[dict[str, np.ndarray]]:
+    """Padded ``input_ids``/``attention_mask`` batches of ``texts`` for static calibration."""
+    feeds = []
+    for start in range(0, len(texts), batch_size):
+        batch = tokenizer(
+            list(texts[start : start + batch_size]),
+            truncation=True,
+            max_length=max_length,
+            padding=True,
+            return_tensors="np",
+        )
+        feeds.append({name: batch[name].astype(np.int64) for name in INPUT_NAMES})
+    return feeds
+
+
+def quantize_int8(
+    source: str | Path, target: str | Path, calibration: Sequence[dict[str, np.ndarray]]
+) -> Path:
+    """Static int8 quantization: per-channel int8 weights, uint8 activations with fixed scales.
+
+    Static rather than dynamic: dynamic quantization derives each activation scale from the
+    whole batch tensor, padding included, so a text's score moved by up to 0.17 with its batch
+    mates. With scales calibrated once on ``calibration``, every row is computed on its own
+    and a score no longer depends on what it is batched with.
+    """
+    from onnxruntime.quantization import (
+        CalibrationDataReader,
+        CalibrationMethod,
+        QuantFormat,
+        QuantType,
+        quantize_static,
+    )
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    class Feeds(CalibrationDataReader):
+        def __init__(self) -> None:
+            self.remaining = iter(calibration)
+
+        def get_next(self) -> dict[str, np.ndarray] | None:
+            return next(self.remaining, None)
 
     target = Path(target)
-    quantize_dynamic(str(source), str(target), weight_type=QuantType.QInt8, per_channel=per_channel)
+    with tempfile.TemporaryDirectory() as scratch:
+        prepared = Path(scratch) / "prepared.onnx"
+        quant_pre_process(str(source), str(prepared), skip_symbolic_shape=True)
+        quantize_static(
+            str(prepared),
+            str(target),
+            Feeds(),
+            # QOperator ran 6% faster than QDQ here, with the same F1
+            quant_format=QuantFormat.QOperator,
+            per_channel=True,
+            activation_type=QuantType.QUInt8,
+            weight_type=QuantType.QInt8,
+            # the encoder's matrices and the embedding table: the bulk of the size and time
+            op_types_to_quantize=["MatMul", "Gather"],
+            # percentile calibration fails on batches of different lengths; min-max does not
+            calibrate_method=CalibrationMethod.MinMax,
+            # attention's activation-by-activation products stay float: quantizing them too
+            # moved the seed article's teaser from 0.94 (fp32) to 0.49, and was not faster
+            nodes_to_exclude=_activation_matmuls(prepared),
+        )
     return target
+
+
+def _activation_matmuls(path: Path) -> list[str]:
+    """Names of the MatMul nodes that multiply two activations (no weight among the inputs)."""
+    import onnx
+
+    graph = onnx.load(str(path)).graph
+    weights = {initializer.name for initializer in graph.initializer}
+    return [
+        node.name
+        for node in graph.node
+        if node.op_type == "MatMul" and not weights.intersection(node.input)
+    ]
 
 
 def onnx_probabilities(session, input_ids: np.ndarray, attention_mask: np.ndarray) -> np.ndarray:

@@ -168,7 +168,9 @@ def render_model_card(config: dict, smoke: bool = False) -> str:
         "Export parity on the test split: fp32 ONNX vs PyTorch max |Δp| "
         f"{parity['fp32_max_abs_diff']:.1e}; int8 vs fp32 max |Δp| "
         f"{parity['int8_max_abs_diff']:.3f}, F1 {parity['f1_fp32']:.4f} → "
-        f"{parity['f1_int8']:.4f} at threshold {parity['threshold']}.",
+        f"{parity['f1_int8']:.4f} at threshold {parity['threshold']}; a text scored alone vs "
+        "inside a padded batch: max |Δp| "
+        f"{parity['int8_alone_vs_batched_max_abs_diff']:.1e}.",
         "",
         "Reproduce: `python -m training.evaluate --model models/default --data "
         "training/data/splits/test.jsonl` (and `test-hard.jsonl`). Data sha256: test "

@@ -1,8 +1,9 @@
 """How far the exported graphs drift from the PyTorch model they came from.
 
 fp32 ONNX must match PyTorch to float rounding (max |Δp| < 1e-4); int8 is compared on F1 at
-the same threshold, since dynamic quantization is known to cost some German models accuracy
-(onnxruntime issue 11286) and must be measured, not assumed.
+the same threshold, since quantization is known to cost some German models accuracy
+(onnxruntime issue 11286) and must be measured, not assumed. The int8 graph must also score a
+text the same alone as inside a padded batch: the service batches strangers' texts together.
 """
 
 from __future__ import annotations
@@ -16,6 +17,9 @@ from training.metrics import binary_counts
 
 FP32_TOLERANCE = 1e-4
 INT8_MAX_F1_DROP = 0.01
+BATCH_TOLERANCE = 1e-5
+# texts scored one at a time for the batch check; enough to meet every padding length
+BATCH_CHECK_TEXTS = 256
 
 
 def parity_report(
@@ -61,6 +65,16 @@ def parity_report(
     reference, exported, quantized = (
         np.concatenate(s) for s in (torch_scores, fp32_scores, int8_scores)
     )
+    alone = np.array(
+        [
+            onnx_probabilities(sessions["int8"], single["input_ids"], single["attention_mask"])[0]
+            for single in (
+                tokenizer([text], truncation=True, max_length=max_length, return_tensors="np")
+                for text in ordered[:: max(1, len(ordered) // BATCH_CHECK_TEXTS)]
+            )
+        ]
+    )
+    batched = quantized[:: max(1, len(ordered) // BATCH_CHECK_TEXTS)]
     f1_fp32 = binary_counts(truth, exported >= threshold).f1
     f1_int8 = binary_counts(truth, quantized >= threshold).f1
     return {
@@ -71,6 +85,7 @@ def parity_report(
         "f1_fp32": f1_fp32,
         "f1_int8": f1_int8,
         "int8_f1_drop": f1_fp32 - f1_int8,
+        "int8_alone_vs_batched_max_abs_diff": float(np.abs(alone - batched).max()),
         "threshold": threshold,
     }
 
@@ -89,5 +104,10 @@ def parity_problems(report: dict, check_int8_f1: bool = True) -> list[str]:
     if check_int8_f1 and report["int8_f1_drop"] > INT8_MAX_F1_DROP:
         problems.append(
             f"int8 loses {report['int8_f1_drop']:.4f} F1 against fp32 (limit {INT8_MAX_F1_DROP})"
+        )
+    if report["int8_alone_vs_batched_max_abs_diff"] > BATCH_TOLERANCE:
+        problems.append(
+            f"int8 scores depend on batch mates by up to "
+            f"{report['int8_alone_vs_batched_max_abs_diff']:.2e} (limit {BATCH_TOLERANCE:.0e})"
         )
     return problems

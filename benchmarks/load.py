@@ -1,0 +1,353 @@
+"""Load benchmark of the HTTP service: 1, 4 and 16 concurrent clients against a real uvicorn.
+
+    python -m benchmarks.load                         # 30 s per client count, shipped model
+    python -m benchmarks.load --duration 5 --no-write # a quick look
+
+Starts ``promofilter serve`` on 127.0.0.1 (a free port) and drives it with asyncio + httpx
+clients that each send one ``POST /v1/classify`` after the other, every request made of
+``--segments-per-request`` consecutive segments of ``training/data/splits/test.jsonl``.
+Each run is bounded in time (``--duration``) and in requests (``--max-requests``). It reports
+requests/s, segments/s, p50/p99 latency and the errors, next to the offline throughput of
+``pf.predict_proba`` on the same segments measured in the same run, and then overloads a
+second server with a small queue limit to show that above it the only errors are 429s.
+The figures go to the "load" section of docs/benchmarks.md. Loopback only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import re
+import socket
+import subprocess
+import sys
+import time
+from collections import Counter
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from benchmarks.report import write_section
+from benchmarks.runtime import DEFAULT_DATA, DEFAULT_REPORT, REPO, best_seconds, read_split
+
+GOAL_SHARE = 0.8  # of the offline throughput, at 16 clients
+GOAL_TAIL = 5.0  # p99 at most this many times p50
+
+
+@dataclass
+class Phase:
+    name: str
+    clients: int
+    seconds: float = 0.0
+    latencies: list[float] = field(default_factory=list)  # of the 200s, in seconds
+    statuses: Counter = field(default_factory=Counter)  # status code or exception name
+    segments: int = 0
+    batch_sizes: tuple[float, float] = (0.0, 0.0)  # model calls, segments, from /metrics
+
+    @property
+    def ok(self) -> int:
+        return self.statuses.get(200, 0)
+
+    @property
+    def errors(self) -> int:
+        return sum(count for status, count in self.statuses.items() if status != 200)
+
+    def percentile(self, share: float) -> float:
+        if not self.latencies:
+            return float("nan")
+        ordered = sorted(self.latencies)
+        return ordered[min(len(ordered) - 1, int(share * len(ordered)))]
+
+    def summary(self) -> dict:
+        calls, segments = self.batch_sizes
+        return {
+            "phase": self.name,
+            "clients": self.clients,
+            "seconds": round(self.seconds, 2),
+            "requests": sum(self.statuses.values()),
+            "requests_per_second": self.ok / self.seconds if self.seconds else 0.0,
+            "segments_per_second": self.segments / self.seconds if self.seconds else 0.0,
+            "p50_ms": self.percentile(0.50) * 1000,
+            "p99_ms": self.percentile(0.99) * 1000,
+            "mean_batch": segments / calls if calls else 0.0,
+            "statuses": {str(k): v for k, v in sorted(self.statuses.items(), key=str)},
+            "errors": self.errors,
+        }
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@contextmanager
+def serving(args: argparse.Namespace, *options: str) -> Iterator[str]:
+    """A ``promofilter serve`` process on loopback, ready; its URL. Stopped with SIGTERM."""
+    import httpx
+
+    port = free_port()
+    command = [sys.executable, "-m", "promofilter", "serve", "--port", str(port)]
+    command += ["--log-level", "warning", "--threads", str(args.threads)]
+    if args.model:
+        command += ["--model", str(args.model)]
+    process = subprocess.Popen([*command, *options])
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            if process.poll() is not None:
+                raise SystemExit(f"the server exited with {process.returncode}")
+            if time.monotonic() > deadline:
+                raise SystemExit("the server was not ready within 120 s")
+            try:
+                if httpx.get(f"{url}/readyz", timeout=5).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            time.sleep(0.2)
+        yield url
+    finally:
+        process.terminate()
+        try:
+            process.wait(60)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+def batch_figures(url: str) -> tuple[float, float]:
+    """(model calls, segments scored) so far, from the server's /metrics."""
+    import httpx
+
+    text = httpx.get(f"{url}/metrics", timeout=10).text
+    count = re.search(r"^promofilter_batch_size_count (\S+)$", text, re.M)
+    total = re.search(r"^promofilter_batch_size_sum (\S+)$", text, re.M)
+    return (float(count.group(1)) if count else 0.0, float(total.group(1)) if total else 0.0)
+
+
+def request_bodies(segments: list[str], per_request: int) -> list[tuple[bytes, int]]:
+    """Consecutive runs of ``per_request`` segments as ready-made JSON bodies."""
+    bodies = []
+    for start in range(0, len(segments) - per_request + 1, per_request):
+        texts = segments[start : start + per_request]
+        bodies.append((json.dumps({"texts": texts}, ensure_ascii=False).encode(), len(texts)))
+    return bodies
+
+
+async def drive(
+    url: str,
+    phase: Phase,
+    bodies: list[tuple[bytes, int]],
+    duration: float,
+    max_requests: int,
+    backoff: float,
+) -> None:
+    """``phase.clients`` clients, each sending requests one after the other until
+    ``duration`` has passed or ``max_requests`` have been sent in all."""
+    import httpx
+
+    headers = {"content-type": "application/json"}
+    sent = 0
+    stop_at = time.monotonic() + duration
+
+    async def client(index: int) -> None:
+        nonlocal sent
+        limits = httpx.Limits(max_connections=1, max_keepalive_connections=1)
+        async with httpx.AsyncClient(base_url=url, limits=limits, timeout=60) as http:
+            position = index * 7919  # each client starts elsewhere in the segments
+            while time.monotonic() < stop_at and sent < max_requests:
+                sent += 1
+                body, count = bodies[position % len(bodies)]
+                position += 1
+                started = time.perf_counter()
+                try:
+                    response = await http.post("/v1/classify", content=body, headers=headers)
+                except httpx.HTTPError as error:
+                    phase.statuses[type(error).__name__] += 1
+                    continue
+                phase.statuses[response.status_code] += 1
+                if response.status_code == 200:
+                    phase.latencies.append(time.perf_counter() - started)
+                    phase.segments += count
+                elif response.status_code == 429 and backoff:
+                    await asyncio.sleep(backoff)
+
+    started = time.monotonic()
+    await asyncio.gather(*(client(i) for i in range(phase.clients)))
+    phase.seconds = time.monotonic() - started
+
+
+def run_phase(url: str, phase: Phase, bodies, args: argparse.Namespace, duration: float) -> Phase:
+    before = batch_figures(url)
+    asyncio.run(drive(url, phase, bodies, duration, args.max_requests, args.backoff_ms / 1000))
+    after = batch_figures(url)
+    phase.batch_sizes = (after[0] - before[0], after[1] - before[1])
+    print(json.dumps(phase.summary()), file=sys.stderr)
+    return phase
+
+
+def offline_throughput(args: argparse.Namespace, segments: list[str]) -> float:
+    """Segments/s of ``pf.predict_proba`` over all the segments in one call (best of 3)."""
+    import promofilter
+
+    model = promofilter.load(args.model, threads=args.threads)
+    return len(segments) / best_seconds(lambda: model.predict_proba(segments), 3)
+
+
+def measure(args: argparse.Namespace) -> dict:
+    load_average = os.getloadavg()[0]
+    segments, _ = read_split(args.data)
+    bodies = request_bodies(segments, args.segments_per_request)
+    # The machine is shared: offline throughput is taken before and after the load phases,
+    # and the goal is checked against their mean.
+    offline_before = offline_throughput(args, segments)
+    print(f"offline predict_proba: {offline_before:.1f} segments/s", file=sys.stderr)
+    server_options = [
+        "--max-batch-size",
+        str(args.max_batch_size),
+        "--max-wait-ms",
+        str(args.max_wait_ms),
+    ]
+    phases = []
+    with serving(args, *server_options) as url:
+        run_phase(url, Phase("warm-up", 4), bodies, args, min(3.0, args.duration))
+        for clients in args.clients:
+            phases.append(run_phase(url, Phase("load", clients), bodies, args, args.duration))
+    offline_after = offline_throughput(args, segments)
+    print(f"offline predict_proba: {offline_after:.1f} segments/s", file=sys.stderr)
+    overload_options = [*server_options, "--max-queued-segments", str(args.overload_queue)]
+    with serving(args, *overload_options) as url:
+        overload = Phase("over the queue limit", args.overload_clients)
+        run_phase(url, overload, bodies, args, args.duration)
+    import promofilter
+
+    return {
+        "date": time.strftime("%Y-%m-%d"),
+        "machine": f"{platform.machine()}, {os.cpu_count()} CPUs",
+        "python": platform.python_version(),
+        "load_average": load_average,
+        "load_average_after": os.getloadavg()[0],
+        "model": str(args.model or "models/default (shipped)"),
+        "model_name": promofilter.load(args.model).name,
+        "data": str(args.data.relative_to(REPO) if args.data.is_relative_to(REPO) else args.data),
+        "segments": len(segments),
+        "segments_per_request": args.segments_per_request,
+        "duration": args.duration,
+        "threads": args.threads,
+        "max_batch_size": args.max_batch_size,
+        "max_wait_ms": args.max_wait_ms,
+        "overload_queue": args.overload_queue,
+        "backoff_ms": args.backoff_ms,
+        "offline_segments_per_second": (offline_before + offline_after) / 2,
+        "offline_before": offline_before,
+        "offline_after": offline_after,
+        "phases": [phase.summary() for phase in phases],
+        "overload": overload.summary(),
+    }
+
+
+def verdicts(figures: dict) -> dict[str, bool]:
+    phases = figures["phases"]
+    top = max(phases, key=lambda p: p["clients"])
+    overload = figures["overload"]
+    return {
+        "throughput": top["segments_per_second"]
+        >= GOAL_SHARE * figures["offline_segments_per_second"],
+        "tail": all(p["p99_ms"] <= GOAL_TAIL * p["p50_ms"] for p in phases),
+        "no_errors": all(p["errors"] == 0 for p in phases),
+        "only_429": set(overload["statuses"]) <= {"200", "429"}
+        and overload["statuses"].get("429", 0) > 0,
+    }
+
+
+def markdown(figures: dict) -> str:
+    rows = []
+    for p in figures["phases"]:
+        rows.append(
+            f"| {p['clients']} | {p['requests_per_second']:,.1f} | {p['segments_per_second']:,.1f}"
+            f" | {p['p50_ms']:.1f} | {p['p99_ms']:.1f} | {p['p99_ms'] / p['p50_ms']:.1f}x"
+            f" | {p['mean_batch']:.1f} | {p['errors']} |"
+        )
+    o = figures["overload"]
+    checks = verdicts(figures)
+    top = max(figures["phases"], key=lambda p: p["clients"])
+    share = top["segments_per_second"] / figures["offline_segments_per_second"]
+
+    def mark(ok: bool) -> str:
+        return "met" if ok else "**MISSED**"
+
+    statuses = ", ".join(f"{count} x {status}" for status, count in o["statuses"].items())
+    return f"""## Load: `python -m benchmarks.load`
+
+Measured {figures["date"]} on {figures["machine"]}, Python {figures["python"]}; 1-minute load
+average {figures["load_average"]:.1f} before and {figures["load_average_after"]:.1f} after the
+run (the machine is shared; the clients run on the same two cores as the server). Server:
+`promofilter serve` (one uvicorn worker, {figures["threads"]} ONNX Runtime threads, model
+`{figures["model_name"]}`), max batch size {figures["max_batch_size"]}, max wait
+{figures["max_wait_ms"]:g} ms. Each client sends `POST /v1/classify` requests one after the
+other, {figures["segments_per_request"]} segments of `{figures["data"]}` per request, for
+{figures["duration"]:g} s per row; latencies are of the 200 answers.
+
+| clients | requests/s | segments/s | p50 ms | p99 ms | p99/p50 | segments per model call | errors |
+|---|---|---|---|---|---|---|---|
+{chr(10).join(rows)}
+
+- Offline `pf.predict_proba` on the same {figures["segments"]} segments in one call, in the
+  same run: {figures["offline_before"]:,.1f} segments/s before the load rows and
+  {figures["offline_after"]:,.1f} after, {figures["offline_segments_per_second"]:,.1f} on
+  average. At {top["clients"]} clients the
+  service reaches {share:.0%} of it (goal 80%): {mark(checks["throughput"])}.
+- p99 at most 5x p50 at every client count: {mark(checks["tail"])}.
+- No errors below the queue limit: {mark(checks["no_errors"])}.
+- Above it ({o["clients"]} clients against `--max-queued-segments {figures["overload_queue"]}`,
+  {o["seconds"]:g} s, clients pause {figures["backoff_ms"]:g} ms after a 429): {statuses};
+  only 200 and 429: {mark(checks["only_429"])}.
+"""
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks.load", description=__doc__.split("\n\n")[0]
+    )
+    parser.add_argument("--model", type=Path, help="model directory (default: the shipped one)")
+    parser.add_argument("--data", type=Path, default=DEFAULT_DATA, help="corpus JSONL file")
+    parser.add_argument("--duration", type=float, default=30.0, help="seconds per client count")
+    parser.add_argument(
+        "--clients", type=int, nargs="+", default=[1, 4, 16], help="client counts to run"
+    )
+    parser.add_argument(
+        "--segments-per-request",
+        type=int,
+        default=8,
+        help="segments per request (default 8: a test-split document has 7.6 on average)",
+    )
+    parser.add_argument("--max-requests", type=int, default=200_000, help="cap per run")
+    parser.add_argument("--threads", type=int, default=2, help="ONNX Runtime threads")
+    parser.add_argument("--max-batch-size", type=int, default=128, help="server setting")
+    parser.add_argument("--max-wait-ms", type=float, default=5.0, help="server setting")
+    parser.add_argument("--overload-clients", type=int, default=64)
+    parser.add_argument("--overload-queue", type=int, default=32, help="its queue limit")
+    parser.add_argument("--backoff-ms", type=float, default=50.0, help="pause after a 429")
+    parser.add_argument("--report", type=Path, default=DEFAULT_REPORT, help="Markdown file")
+    parser.add_argument("--no-write", action="store_true", help="print only")
+    return parser.parse_args(argv)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    figures = measure(args)
+    figures["verdicts"] = verdicts(figures)
+    print(json.dumps(figures, indent=2))
+    if not args.no_write:
+        write_section("load", markdown(figures), args.report)
+        print(f"wrote the load section of {args.report}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

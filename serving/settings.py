@@ -1,0 +1,119 @@
+"""Settings of the HTTP service, read from ``PROMOFILTER_*`` environment variables.
+
+uvicorn starts each worker by importing ``promofilter.service:create_app``; a factory called
+without arguments can only learn its settings from the environment, which every worker
+inherits. ``promofilter serve`` turns its options into these variables (:meth:`to_env`).
+This module imports neither FastAPI nor the model, so the command line can check the
+settings before it starts anything.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any
+
+from promofilter.model import DEFAULT_THREADS
+
+# Tuned with benchmarks/load.py on 2 cores (docs/benchmarks.md, section "load").
+DEFAULT_MAX_BATCH_SIZE = 128
+DEFAULT_MAX_WAIT_MS = 5.0
+DEFAULT_MAX_QUEUED_SEGMENTS = 1024
+DEFAULT_MAX_BODY_BYTES = 1 << 20
+DEFAULT_MAX_TEXTS = 1024
+DEFAULT_REQUEST_TIMEOUT = 10.0
+
+
+class SettingsError(ValueError):
+    """A setting has a value the service cannot use; the message names the variable."""
+
+
+def _read_token_file(path: str) -> str:
+    try:
+        token = Path(path).expanduser().read_text(encoding="utf-8").strip()
+    except (OSError, UnicodeDecodeError) as error:
+        raise SettingsError(f"PROMOFILTER_TOKEN_FILE: cannot read {path} ({error})") from error
+    if not token:
+        raise SettingsError(f"PROMOFILTER_TOKEN_FILE: {path} is empty")
+    return token
+
+
+def _positive_int(name: str, text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise SettingsError(f"{name}: not an integer: {text!r}") from None
+    if value < 1:
+        raise SettingsError(f"{name}: must be at least 1, got {value}")
+    return value
+
+
+def _number(name: str, text: str, low: float, high: float = math.inf) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise SettingsError(f"{name}: not a number: {text!r}") from None
+    if not low <= value <= high:
+        raise SettingsError(f"{name}: must be between {low:g} and {high:g}, got {text}")
+    return value
+
+
+@dataclass(frozen=True)
+class Settings:
+    """What one service process needs; every field has a ``PROMOFILTER_<FIELD>`` variable
+    (``PROMOFILTER_MODEL``, ``PROMOFILTER_MAX_WAIT_MS``, ...); the bearer token comes from
+    ``PROMOFILTER_TOKEN_FILE`` (a file holding it) or else ``PROMOFILTER_TOKEN``."""
+
+    model: str | None = None  # a model directory; None: the shipped model
+    threshold: float | None = None  # None: the model's own
+    threads: int = DEFAULT_THREADS
+    max_batch_size: int = DEFAULT_MAX_BATCH_SIZE  # segments per model call
+    max_wait_ms: float = DEFAULT_MAX_WAIT_MS  # how long a segment waits for batch mates
+    max_queued_segments: int = DEFAULT_MAX_QUEUED_SEGMENTS  # above it: 429
+    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES  # above it: 413
+    max_texts: int = DEFAULT_MAX_TEXTS  # texts per /v1/classify request
+    request_timeout: float = DEFAULT_REQUEST_TIMEOUT  # seconds; past it: 503
+    token: str | None = None  # None: no authentication
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        """Settings from ``environ`` (default: ``os.environ``); unset variables keep their
+        defaults. Raises :class:`SettingsError` naming the variable with a bad value."""
+        environ = os.environ if environ is None else environ
+        parsers: dict[str, Callable[[str, str], Any]] = {
+            "model": lambda name, text: text,
+            "threshold": lambda name, text: _number(name, text, 0.0, 1.0),
+            "threads": _positive_int,
+            "max_batch_size": _positive_int,
+            "max_wait_ms": lambda name, text: _number(name, text, 0.0, 10_000.0),
+            "max_queued_segments": _positive_int,
+            "max_body_bytes": _positive_int,
+            "max_texts": _positive_int,
+            "request_timeout": lambda name, text: _number(name, text, 0.001),
+        }
+        values: dict[str, Any] = {}
+        for field, parse in parsers.items():
+            name = f"PROMOFILTER_{field.upper()}"
+            text = environ.get(name, "").strip()
+            if text:
+                values[field] = parse(name, text)
+        token_file = environ.get("PROMOFILTER_TOKEN_FILE", "").strip()
+        if token_file:
+            values["token"] = _read_token_file(token_file)
+        elif environ.get("PROMOFILTER_TOKEN", "").strip():
+            values["token"] = environ["PROMOFILTER_TOKEN"].strip()
+        return cls(**values)
+
+    def to_env(self) -> dict[str, str]:
+        """The variables that give these settings back through :meth:`from_env`, without the
+        token (pass it as ``PROMOFILTER_TOKEN_FILE`` so that it stays out of the process
+        environment's listing)."""
+        env = {}
+        for field in fields(self):
+            value = getattr(self, field.name)
+            if field.name != "token" and value is not None:
+                env[f"PROMOFILTER_{field.name.upper()}"] = str(value)
+        return env

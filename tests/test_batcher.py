@@ -1,0 +1,194 @@
+"""The dynamic batcher, with a recording stand-in for the model."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+
+import numpy as np
+import pytest
+from promofilter.batcher import BatcherStopped, DynamicBatcher, QueueFull
+
+
+class RecordingScorer:
+    """Scores a text as len(text) / 1000; records each call and the thread it ran on. With
+    ``gate`` set, each call waits for it (a slow model)."""
+
+    def __init__(self, gate: threading.Event | None = None) -> None:
+        self.calls: list[list[str]] = []
+        self.threads: set[int] = set()
+        self.gate = gate
+
+    def __call__(self, texts: list[str]) -> np.ndarray:
+        self.threads.add(threading.get_ident())
+        if self.gate is not None:
+            assert self.gate.wait(10), "the test never opened the gate"
+        self.calls.append(list(texts))
+        return np.array([len(t) / 1000 for t in texts], dtype=np.float32)
+
+
+def run(coroutine):
+    return asyncio.run(coroutine)
+
+
+def test_concurrent_requests_share_one_model_call_off_the_event_loop():
+    scorer = RecordingScorer()
+
+    async def main():
+        batcher = DynamicBatcher(scorer, max_batch_size=64, max_wait_ms=200)
+        batcher.start()
+        results = await asyncio.gather(
+            batcher.score(["a", "bb"]), batcher.score(["ccc"]), batcher.score(["dddd", "e"])
+        )
+        await batcher.stop()
+        return results, threading.get_ident()
+
+    results, loop_thread = run(main())
+    assert scorer.calls == [["a", "bb", "ccc", "dddd", "e"]]
+    assert [r.tolist() for r in results] == [
+        pytest.approx([0.001, 0.002]),
+        pytest.approx([0.003]),
+        pytest.approx([0.004, 0.001]),
+    ]
+    assert all(r.dtype == np.float32 for r in results)
+    assert loop_thread not in scorer.threads
+
+
+def test_a_batch_holds_at_most_max_batch_size_texts():
+    scorer = RecordingScorer()
+
+    async def main():
+        batcher = DynamicBatcher(scorer, max_batch_size=3, max_wait_ms=50)
+        batcher.start()
+        scores = await batcher.score([f"t{i}" for i in range(8)])
+        await batcher.stop()
+        return scores
+
+    assert len(run(main())) == 8
+    assert [len(call) for call in scorer.calls] == [3, 3, 2]
+
+
+def test_a_lone_text_waits_at_most_max_wait():
+    scorer = RecordingScorer()
+
+    async def main():
+        batcher = DynamicBatcher(scorer, max_batch_size=64, max_wait_ms=100)
+        batcher.start()
+        started = time.monotonic()
+        await batcher.score(["allein"])
+        waited = time.monotonic() - started
+        await batcher.stop()
+        return waited
+
+    waited = run(main())
+    assert 0.09 <= waited < 2.0  # generous upper bound: the machine is shared
+    assert scorer.calls == [["allein"]]
+
+
+def test_a_full_queue_refuses_more_segments_but_an_empty_one_takes_any_request():
+    gate = threading.Event()
+    scorer = RecordingScorer(gate)
+
+    async def main():
+        batcher = DynamicBatcher(scorer, max_batch_size=1, max_wait_ms=0, max_queued=3)
+        batcher.start()
+        # larger than the limit, but the queue is empty: taken
+        first = asyncio.ensure_future(batcher.score(["a", "b", "c", "d"]))
+        while batcher.queued != 3:  # one text went into the (blocked) model call
+            await asyncio.sleep(0.01)
+        with pytest.raises(QueueFull) as refused:
+            await batcher.score(["e"])
+        gate.set()
+        scores = await first
+        await batcher.stop()
+        return refused.value, scores
+
+    refused, scores = run(main())
+    assert (refused.queued, refused.wanted, refused.limit) == (3, 1, 3)
+    assert "limit of 3" in str(refused)
+    assert len(scores) == 4
+
+
+def test_a_cancelled_request_leaves_the_queue():
+    gate = threading.Event()
+    scorer = RecordingScorer(gate)
+
+    async def main():
+        batcher = DynamicBatcher(scorer, max_batch_size=1, max_wait_ms=0)
+        batcher.start()
+        blocker = asyncio.ensure_future(batcher.score(["im Modell"]))
+        while not scorer.threads:
+            await asyncio.sleep(0.01)
+        with pytest.raises(asyncio.TimeoutError):
+            await asyncio.wait_for(batcher.score(["x", "y"]), 0.05)
+        queued_after_timeout = batcher.queued
+        gate.set()
+        await blocker
+        await batcher.stop()
+        return queued_after_timeout
+
+    assert run(main()) == 0
+    assert ["x"] not in scorer.calls and ["y"] not in scorer.calls
+
+
+def test_a_model_error_reaches_every_caller_of_the_batch_and_the_batcher_goes_on():
+    calls = []
+
+    def flaky(texts: list[str]) -> np.ndarray:
+        calls.append(texts)
+        if len(calls) == 1:
+            raise RuntimeError("model exploded")
+        return np.zeros(len(texts), dtype=np.float32)
+
+    async def main():
+        batcher = DynamicBatcher(flaky, max_batch_size=8, max_wait_ms=50)
+        batcher.start()
+        failed = await asyncio.gather(
+            batcher.score(["a"]), batcher.score(["b"]), return_exceptions=True
+        )
+        after = await batcher.score(["c"])
+        await batcher.stop()
+        return failed, after
+
+    failed, after = run(main())
+    assert [str(error) for error in failed] == ["model exploded", "model exploded"]
+    assert after.tolist() == [0.0]
+
+
+def test_stop_scores_what_is_queued_then_refuses():
+    scorer = RecordingScorer()
+
+    async def main():
+        batcher = DynamicBatcher(scorer, max_batch_size=64, max_wait_ms=300)
+        batcher.start()
+        pending = asyncio.ensure_future(batcher.score(["noch da"]))
+        await asyncio.sleep(0.01)
+        await batcher.stop()
+        with pytest.raises(BatcherStopped):
+            await batcher.score(["zu spät"])
+        return await pending
+
+    assert run(main()).tolist() == pytest.approx([0.007])
+
+
+def test_bad_limits_are_refused():
+    with pytest.raises(ValueError, match="max_batch_size"):
+        DynamicBatcher(RecordingScorer(), max_batch_size=0)
+
+
+def test_stop_does_not_wait_out_max_wait():
+    scorer = RecordingScorer()
+
+    async def main():
+        batcher = DynamicBatcher(scorer, max_batch_size=64, max_wait_ms=10_000)
+        batcher.start()
+        pending = asyncio.ensure_future(batcher.score(["wartet"]))
+        await asyncio.sleep(0.05)
+        started = time.monotonic()
+        await batcher.stop()
+        return await pending, time.monotonic() - started
+
+    scores, took = run(main())
+    assert scores.tolist() == pytest.approx([0.006])
+    assert took < 5
