@@ -844,7 +844,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         _error(str(error))
         return EXIT_USAGE
     except KeyboardInterrupt:
-        _error("interrupted")
+        output = getattr(args, "output", None)
+        if output not in (None, "-") and progress_path(output).exists():
+            _error(f"interrupted; the committed part of {output} is kept: add --resume to go on")
+        else:
+            _error("interrupted")
         return EXIT_INTERRUPTED
     except BrokenPipeError:
         # the reader of our output went away (``promofilter score big.jsonl | head``)

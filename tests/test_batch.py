@@ -20,6 +20,8 @@ import pytest
 from promofilter import cli
 from test_cli import read_jsonl, write_lines
 
+from benchmarks.batch import run_measured
+
 SENTENCES = [
     "Der DAX schloss am Freitag 0,4 Prozent höher.",
     "Die Bundesbank senkte ihre Prognose für das laufende Jahr.",
@@ -123,7 +125,7 @@ def test_a_run_without_resume_refuses_to_overwrite_an_interrupted_one(
         Interrupt(patch, after=1)
         assert cli.main(["score", str(source), "-o", str(output), "--batch-size", "1"]) == 130
     committed = output.read_bytes()
-    capsys.readouterr()
+    assert "add --resume to go on" in capsys.readouterr().err
     assert cli.main(["score", str(source), "-o", str(output)]) == 2
     err = capsys.readouterr().err
     assert "an interrupted run left" in err and "--resume" in err
@@ -302,20 +304,6 @@ def test_kill_9_at_random_points_loses_and_duplicates_nothing(model_dir, tmp_pat
 # --- memory ----------------------------------------------------------------------------------
 
 
-def peak_rss_of(command: list[str]) -> tuple[subprocess.CompletedProcess, float]:
-    """Run ``command`` under a fresh Python whose only child it is; its peak RSS in MB."""
-    probe = (
-        "import resource, subprocess, sys\n"
-        "result = subprocess.run(sys.argv[1:], stdout=subprocess.DEVNULL)\n"
-        "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024)\n"
-        "sys.exit(result.returncode)\n"
-    )
-    result = subprocess.run(
-        [sys.executable, "-c", probe, *command], capture_output=True, text=True, timeout=1200
-    )
-    return result, float(result.stdout.strip() or "nan")
-
-
 @pytest.mark.slow
 def test_a_200000_record_file_streams_in_bounded_memory(model_dir, tmp_path):
     """A 400 MB file: reading it whole would hold ~400 MB of strings; streaming must stay under
@@ -336,9 +324,9 @@ def test_a_200000_record_file_streams_in_bounded_memory(model_dir, tmp_path):
         sys.executable, "-m", "promofilter", "score", str(source), "-o", str(output),
         "--model", str(model_dir),
     ]  # fmt: skip
-    result, peak_mb = peak_rss_of(command)
-    assert result.returncode == 0, result.stderr
-    assert "scored 200,000, errors 0" in result.stderr
+    code, stderr, _, peak_mb = run_measured(command, timeout=1200)
+    assert code == 0, stderr
+    assert "scored 200,000, errors 0" in stderr
     with output.open("rb") as handle:
         count = sum(1 for _ in handle)
     assert count == records
@@ -352,12 +340,7 @@ def test_a_200000_record_file_streams_in_bounded_memory(model_dir, tmp_path):
 
 def test_peak_rss_probe_sees_a_large_allocation():
     """The probe of the memory test can fail: it sees a child that holds 400 MB."""
-    result, peak_mb = peak_rss_of(
-        [
-            sys.executable,
-            "-c",
-            "block = bytearray(400 * 1024 * 1024); block[::4096] = b'x' * 102400",
-        ]
-    )
-    assert result.returncode == 0
+    allocate = "b = bytearray(400 * 1024 * 1024); b[::4096] = b'x' * 102400"
+    code, _, _, peak_mb = run_measured([sys.executable, "-c", allocate])
+    assert code == 0
     assert peak_mb > 400
