@@ -169,14 +169,19 @@ the local cluster included), one after the other in the same run.
 | single process, 2 ONNX threads (`promofilter score`) | {local["seconds"]:,.0f} s | {local["records_per_second"]:,.0f} | {local["peak_rss_mb"]:.0f} MB ({verdict} the {RSS_BUDGET_MB} MB budget) |
 | Ray Data, 2 actors x 1 CPU (`--engine ray --ray-actors 2 --ray-cpus-per-actor 1`) | {ray["seconds"]:,.0f} s | {ray["records_per_second"]:,.0f} ({ratio:.2f}x) | driver {ray["driver_peak_rss_mb"]:.0f} MB, actors {ray["actors_peak_rss_mb"]:.0f} MB together |
 
-What limits Ray here: the same two cores do the same ONNX work (2 actors x 1 thread instead
-of 1 process x 2 threads), and on top of it Ray's own processes (raylet, GCS, the Ray Data
-executor), a local cluster start of several seconds, moving every batch through the object
-store and back to the driver, which writes the output in input order. On one 2-core machine
-Ray cannot be faster than the single process; it pays off when the actors spread over more
-machines than one, where throughput grows with the number of actors until the driver's
-ordered write (or the storage) becomes the bottleneck; `score_dataset(ds).write_parquet(...)`
-from the library skips the driver altogether.
+What limits both runs is the two cores: they do the same ONNX work, the Ray run as two
+processes of one ONNX thread each instead of one process of two threads. That came out
+{"ahead" if ratio >= 1 else "behind"} here ({ratio:.2f}x). The likely reason, not measured apart: in one process, tokenizing,
+batching and the JSON work run on one core between model calls while the second ONNX thread
+waits, and two intra-op threads speed up small batches of short segments by less than 2x;
+two actors keep both cores busy. Against Ray: its own processes (raylet, GCS, the Ray Data
+executor), a cluster start of several seconds, every batch passing through the object store
+to the driver, which writes the output in input order, and memory ({ray["driver_peak_rss_mb"]:.0f} MB
+driver, which also loads the model once to fail early, plus {ray["actors_peak_rss_mb"]:.0f} MB for the two actors, against {local["peak_rss_mb"]:.0f} MB). More actors
+than cores would not help; across machines, throughput grows with the actors until the
+driver's ordered write becomes the limit, which `score_dataset(ds).write_parquet(...)`
+avoids. The machine is shared and the two runs ran one after the other under a changing
+background load, so the ratio is indicative, not precise.
 """  # noqa: E501
 
 

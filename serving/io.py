@@ -348,8 +348,11 @@ class RecordWriter:
         elif self.format == "csv":
             assert self._stream is not None
             if self._csv is None:
+                # a stream cannot go back to widen its header: the first chunk's fields it is
+                # (a file output, -o FILE.csv, takes the fields of every record)
+                columns = dict.fromkeys(key for record in records for key in record)
                 self._csv = csv.DictWriter(
-                    self._stream, fieldnames=list(records[0]), extrasaction="ignore"
+                    self._stream, fieldnames=list(columns), extrasaction="ignore"
                 )
                 self._csv.writeheader()
             self._csv.writerows({k: _cell(v) for k, v in r.items()} for r in records)

@@ -221,6 +221,25 @@ def test_the_summary_counts_scored_errors_skipped_and_the_rate(keyword_model, tm
     assert summary.endswith(" records/s")
 
 
+def test_csv_output_has_the_columns_of_every_record(keyword_model, tmp_path, capsys):
+    import csv
+    import io
+
+    lines = [json.dumps({"id": i, "text": "Der Kurs stieg."}) for i in range(40)]
+    lines.append(json.dumps({"id": 40, "text": "Jetzt kaufen!", "late": "spät"}))
+    source = write_lines(tmp_path / "in.jsonl", lines)
+    output = tmp_path / "out.csv"  # with --batch-size 1 the late field is in the sixth chunk
+    assert cli.main(["score", str(source), "-o", str(output), "--batch-size", "1"]) == 0
+    with output.open(encoding="utf-8", newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    assert list(rows[0]) == ["id", "text", "promo_score", "label", "late"]
+    assert rows[40]["late"] == "spät" and rows[0]["late"] == ""
+    capsys.readouterr()
+    assert cli.main(["score", str(source), "--output-format", "csv", "-q"]) == 0
+    header = next(csv.reader(io.StringIO(capsys.readouterr().out)))
+    assert header == ["id", "text", "promo_score", "label", "late"]  # one chunk of 256
+
+
 # --- kill -9 at random points ----------------------------------------------------------------
 
 
