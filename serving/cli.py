@@ -16,19 +16,33 @@ import json
 import math
 import os
 import sys
+import time
 from collections.abc import Sequence
-from typing import IO, Any
+from pathlib import Path
+from typing import Any
 
 from promofilter import __version__
 from promofilter.io import (
+    DEFAULT_MAX_CHARS,
     FORMATS,
     InputError,
     Record,
     RecordReader,
     RecordWriter,
+    detect_format,
     error_record,
+    record_id,
 )
 from promofilter.progress import Progress
+from promofilter.resume import (
+    JsonlSink,
+    PartsSink,
+    RunState,
+    StreamSink,
+    input_fingerprint,
+    model_fingerprint,
+    progress_path,
+)
 
 EXIT_OK = 0
 EXIT_RECORD_ERRORS = 1
@@ -108,7 +122,9 @@ def _model_options() -> argparse.ArgumentParser:
         help="cap on texts x padded tokens per model call, which bounds memory "
         f"(default: {DEFAULT_MAX_BATCH_TOKENS})",
     )
-    group.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
+    group.add_argument(
+        "--quiet", "-q", action="store_true", help="no progress bar and no run summary"
+    )
     return options
 
 
@@ -134,6 +150,27 @@ def _record_options() -> argparse.ArgumentParser:
     options.add_argument(
         "--strict", action="store_true", help="stop at the first malformed record (exit 1)"
     )
+    options.add_argument(
+        "--id-field",
+        metavar="FIELD",
+        help="the field holding each record's id: every output and error record carries it, "
+        "with the line (row) number where a record has none (default: error records carry "
+        "an 'id' field if there is one, and their line number)",
+    )
+    options.add_argument(
+        "--max-chars",
+        type=_positive,
+        default=DEFAULT_MAX_CHARS,
+        metavar="N",
+        help="a text longer than N characters becomes an error record (default: "
+        f"{DEFAULT_MAX_CHARS:,})",
+    )
+    options.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue the interrupted run that wrote OUTPUT (see OUTPUT.progress.json); "
+        "refused if the input, the model or an option that changes the output differs",
+    )
     return options
 
 
@@ -150,13 +187,36 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"promofilter {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    commands.add_parser(
+    score = commands.add_parser(
         "score",
         parents=[records, model],
         help="add promo_score and label to each record",
         description="Score each record's text: P(promotional) as promo_score, and its label.",
         epilog=FORMAT_HELP + "\n" + EXIT_CODES,
         formatter_class=formatter,
+    )
+    engine = score.add_argument_group("engine")
+    engine.add_argument(
+        "--engine",
+        choices=("local", "ray"),
+        default="local",
+        help="local: this process, resumable (default); ray: Ray Data actors over a file or a "
+        'directory of files (pip install "promofilter[scale]")',
+    )
+    engine.add_argument(
+        "--ray-address",
+        metavar="ADDR",
+        help="an existing Ray cluster (ray://HOST:10001, or auto); default: a local cluster",
+    )
+    engine.add_argument(
+        "--ray-actors", type=_positive, default=2, metavar="N", help="model actors (default: 2)"
+    )
+    engine.add_argument(
+        "--ray-cpus-per-actor",
+        type=_positive,
+        default=1,
+        metavar="N",
+        help="CPUs reserved per actor, also its ONNX Runtime threads (default: 1)",
     )
     commands.add_parser(
         "analyze",
@@ -303,40 +363,40 @@ def _load(args: argparse.Namespace):
 
 
 class _Run:
-    """One pass of ``score`` or ``analyze`` over a reader, chunk by chunk, in input order."""
+    """One pass of ``score`` or ``analyze`` over a reader, chunk by chunk, in input order.
 
-    def __init__(self, args: argparse.Namespace, model: Any, writer: RecordWriter) -> None:
+    Each chunk's output and error records are written and then committed together with the
+    run's progress (:mod:`promofilter.resume`), so an interrupted run can be resumed.
+    """
+
+    def __init__(
+        self,
+        args: argparse.Namespace,
+        model: Any,
+        output: Any,
+        errors: Any | None,
+        state: Any | None,
+    ) -> None:
         self.args = args
         self.model = model
-        self.writer = writer
+        self.output = output  # a JsonlSink, PartsSink or StreamSink
+        self.errors = errors  # a JsonlSink for --errors, or None
+        self.state = state  # the RunState of a file output, None on standard output
+        self.scored = 0
         self.failed = 0
-        self.done = 0
-        self.errors: IO[str] | None = None
-        if args.errors:
-            try:
-                self.errors = open(args.errors, "w", encoding="utf-8")  # noqa: SIM115
-            except OSError as error:
-                raise InputError(f"{args.errors}: cannot write it ({error.strerror})") from error
 
     def results(self, records: list[Record]) -> list[dict[str, Any]]:
         field = self.args.text_field
         texts = [record.fields[field] for record in records]  # type: ignore[index]
         if self.args.command == "score":
-            scores = self.model.predict_proba(texts)
-            threshold = self.model.threshold
-            return [
-                {
-                    **record.fields,  # type: ignore[dict-item]
-                    "promo_score": round(float(score), 6),
-                    "label": "promotional" if score >= threshold else "factual",
-                }
-                for record, score in zip(records, scores, strict=True)
-            ]
-        analyses = self.model.analyze_many(texts)
-        return [
-            {**record.fields, **analysis.to_dict()}  # type: ignore[dict-item]
-            for record, analysis in zip(records, analyses, strict=True)
-        ]
+            added = self.model.score_fields(texts)
+        else:
+            added = [analysis.to_dict() for analysis in self.model.analyze_many(texts)]
+        results = [{**r.fields, **a} for r, a in zip(records, added, strict=True)]  # type: ignore[dict-item]
+        if self.args.id_field:
+            for record, result in zip(records, results, strict=True):
+                result.setdefault(self.args.id_field, record_id(record, self.args.id_field))
+        return results
 
     def flush(self, pending: list[Record]) -> None:
         valid = [record for record in pending if record.error is None]
@@ -345,78 +405,312 @@ class _Run:
         for record in pending:
             if record.error is None:
                 output.append(next(results))
-            elif self.errors is None and self.writer.holds_errors:
-                output.append(error_record(record))
+            elif self.errors is None and self.output.holds_errors:
+                output.append(error_record(record, self.args.id_field))
             else:
-                errors.append(error_record(record))
-        self.writer.write_many(output)
-        stream = self.errors or sys.stderr
-        for item in errors:
-            stream.write(json.dumps(item, ensure_ascii=False) + "\n")
-        self.done += len(valid)
-
-    def close(self) -> None:
+                errors.append(error_record(record, self.args.id_field))
+        self.output.write(output)
         if self.errors is not None:
-            self.errors.close()
+            self.errors.write(errors)
+        else:
+            for item in errors:  # CSV on standard output has no place for them
+                sys.stderr.write(json.dumps(item, ensure_ascii=False) + "\n")
+        self.scored += len(valid)
+        self.failed += len(pending) - len(valid)
+        self.commit(len(pending), len(valid))
+
+    def commit(self, consumed: int, scored: int) -> None:
+        output_size = self.output.commit()
+        errors_size = self.errors.commit() if self.errors is not None else 0
+        if self.state is not None:  # the progress file goes last: it vouches for the rest
+            self.state.consumed += consumed
+            self.state.scored += scored
+            self.state.errors += consumed - scored
+            self.state.output_committed = output_size
+            self.state.errors_committed = errors_size
+            self.state.save(progress_path(self.args.output))
+
+
+def _same_file(first: str | None, second: str | None) -> bool:
+    if first in (None, "-") or second in (None, "-"):
+        return False
+    return os.path.realpath(first) == os.path.realpath(second)
+
+
+def _check_paths(args: argparse.Namespace) -> None:
+    """Refuse what would destroy a file before anything is loaded."""
+    if _same_file(args.input, args.output):
+        raise InputError(f"{args.output}: the output would overwrite the input")
+    errors = args.errors
+    if errors and (_same_file(errors, args.input) or _same_file(errors, args.output)):
+        raise InputError(f"{args.errors}: the errors file would overwrite the input or output")
+    to_stdout = args.output in (None, "-")
+    if args.resume and to_stdout:
+        raise InputError("--resume needs an output file (-o FILE): standard output cannot resume")
+    if to_stdout:
+        return
+    progress = progress_path(args.output)
+    if progress.exists() and not args.resume:
+        raise InputError(
+            f"{args.output}: an interrupted run left {progress}; rerun with --resume to "
+            f"continue it, or delete {progress} to start over"
+        )
+    if args.resume and not progress.exists() and Path(args.output).exists():
+        raise InputError(
+            f"{args.output}: nothing to resume: the run that wrote it finished (there is no "
+            f"{progress}); drop --resume to score the input again"
+        )
+
+
+def _output_options(args: argparse.Namespace, model: Any, output_format: str) -> dict[str, Any]:
+    """The options that change what the output holds: a resume must use the same."""
+    return {
+        "command": args.command,
+        "text_field": args.text_field,
+        "id_field": args.id_field,
+        "max_chars": args.max_chars,
+        "threshold": model.threshold,
+        "input_format": args.input_format,
+        "output_format": output_format,
+        "errors_file": str(Path(args.errors).resolve()) if args.errors else None,
+        # scores depend a little on which texts share a model call (int8 activations are
+        # quantized per batch), so the chunking must not change within one output
+        "batch_size": args.batch_size,
+        "max_batch_tokens": args.max_batch_tokens,
+    }
+
+
+def _open_run(args: argparse.Namespace, reader: RecordReader, model: Any) -> _Run:
+    """The sinks and, for a file output, the progress: new, or checked and resumed."""
+    if args.output in (None, "-"):
+        output = StreamSink(RecordWriter(args.output, args.output_format))
+        errors = JsonlSink(Path(args.errors)) if args.errors else None
+        return _Run(args, model, output, errors, state=None)
+    output_format = detect_format(args.output, args.output_format)
+    state = None
+    if reader.path is None:  # written in committed chunks all the same, but not resumable
+        if args.resume:
+            raise InputError("--resume needs an input file: standard input cannot be reread")
+    else:
+        state = RunState(
+            input=input_fingerprint(reader.path),
+            model=model_fingerprint(model.path),
+            options=_output_options(args, model, output_format),
+        )
+        progress = progress_path(args.output)
+        if progress.exists():
+            saved = RunState.read(progress)
+            changes = state.changes_from(saved)
+            if changes:
+                raise InputError(f"cannot resume {args.output}: " + "; ".join(changes))
+            state = saved
+        else:
+            state.save(progress)  # before the first byte of output: the output is unfinished
+    committed = state or RunState(input={}, model={}, options={})
+    path = Path(args.output)
+    if output_format == "jsonl":
+        output: Any = JsonlSink(path, committed.output_committed)
+    else:
+        output = PartsSink(path, output_format, committed.output_committed)
+    errors = JsonlSink(Path(args.errors), committed.errors_committed) if args.errors else None
+    return _Run(args, model, output, errors, state)
 
 
 def _run_records(args: argparse.Namespace) -> int:
+    _check_paths(args)
+    if getattr(args, "engine", "local") == "ray":
+        return _run_ray(args)
     analyze = args.command == "analyze"
-    files = [args.input, args.output]
-    if "-" not in files and None not in files and len({os.path.realpath(f) for f in files}) == 1:
-        raise InputError(f"{args.output}: the output would overwrite the input")
-    reader = RecordReader(args.input, args.input_format, args.text_field, whole_text=analyze)
+    reader = RecordReader(
+        args.input, args.input_format, args.text_field, whole_text=analyze, max_chars=args.max_chars
+    )
     try:
-        writer = RecordWriter(args.output, args.output_format)
-        try:
-            from promofilter.model import ModelLoadError
+        # an unwritable output or pyarrow missing must show before the model loads
+        RecordWriter.check(args.output, args.output_format)
+        from promofilter.model import ModelLoadError
 
-            try:
-                model = _load(args)
-            except ModelLoadError as error:
-                _error(str(error))
-                return EXIT_MODEL
-            run = _Run(args, model, writer)
-            try:
-                return _loop(args, reader, run)
-            finally:
-                run.close()
-        finally:
-            writer.close()
+        try:
+            model = _load(args)
+        except ModelLoadError as error:
+            _error(str(error))
+            return EXIT_MODEL
+        run = _open_run(args, reader, model)
+        return _loop(args, reader, run)
     finally:
         reader.close()
 
 
+RAY_READERS = {"jsonl": "read_json", "csv": "read_csv", "parquet": "read_parquet"}
+
+
+def _ray_input_format(path: Path, explicit: str | None) -> str:
+    if explicit:
+        return explicit
+    files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
+    formats = {detect_format(str(f), None, default="text") for f in files}
+    formats.discard("text")
+    if len(formats) != 1:
+        found = ", ".join(sorted(formats)) or "no JSONL, CSV or Parquet file"
+        raise InputError(f"{path}: found {found}; name the format with --input-format")
+    return formats.pop()
+
+
+def _run_ray(args: argparse.Namespace) -> int:
+    """``score --engine ray``: read with Ray Data, score on actors, write here in input order."""
+    if args.command != "score":
+        raise InputError("--engine ray runs promofilter score only")
+    if args.resume:
+        raise InputError("--resume works with --engine local only; rerun a Ray job whole")
+    if args.input in (None, "-"):
+        raise InputError("--engine ray reads a file or a directory, not standard input")
+    source = Path(args.input)
+    if not source.exists():
+        raise InputError(f"{source}: no such file or directory")
+    input_format = _ray_input_format(source, args.input_format)
+    if input_format not in RAY_READERS:
+        raise InputError(f"--engine ray reads JSONL, CSV or Parquet, not {input_format!r}")
+    RecordWriter.check(args.output, args.output_format)
+    from promofilter.model import ModelLoadError
+    from promofilter.ray import import_ray, score_dataset
+
+    try:
+        ray = import_ray()
+    except ImportError as error:
+        raise InputError(str(error)) from error
+    try:
+        model = _load(args)  # fail here with exit 3, not in every actor
+    except ModelLoadError as error:
+        _error(str(error))
+        return EXIT_MODEL
+    started = time.monotonic()
+    import logging
+
+    started_here = not ray.is_initialized()  # a caller's cluster stays up
+    if started_here:
+        ray.init(address=args.ray_address, logging_level=logging.WARNING, log_to_driver=False)
+    try:
+        context = ray.data.DataContext.get_current()
+        context.execution_options.preserve_order = True
+        context.enable_progress_bars = False
+        logging.getLogger("ray.data").setLevel(logging.WARNING)
+        reader = getattr(ray.data, RAY_READERS[input_format])
+        options = {"lines": True} if input_format == "jsonl" else {}
+        # reading reserves no CPU: the actors hold the CPUs they score on, and a read task
+        # that waited for a free CPU would wait for ever on a cluster the actors fill
+        dataset = reader(str(source), num_cpus=0, **options)
+        scored = score_dataset(
+            dataset,
+            text_column=args.text_field,
+            model=model.path,
+            threshold=model.threshold,
+            concurrency=args.ray_actors,
+            num_cpus_per_actor=args.ray_cpus_per_actor,
+            model_batch_size=args.batch_size,
+        )
+        run = _open_ray_output(args, model)
+        row = 0
+        for batch in scored.iter_batches(batch_format="pyarrow", batch_size=1024):
+            output: list[dict[str, Any]] = []
+            for fields in batch.to_pylist():
+                row += 1
+                if fields["label"] is None:
+                    reason = f"field {args.text_field!r} is missing or not a string"
+                    output.append(error_record(Record(row, fields, reason), args.id_field))
+                    run.failed += 1
+                else:
+                    output.append(fields)
+                    run.scored += 1
+            run.output.write(output)
+            run.output.commit()
+        _finish(run)
+    finally:
+        if started_here:
+            ray.shutdown()
+    if not args.quiet:
+        print(_summary(run, 0, time.monotonic() - started), file=sys.stderr)
+    if run.failed:
+        _error(f"{run.failed} record(s) had no text to score and got error records")
+        return EXIT_RECORD_ERRORS
+    return EXIT_OK
+
+
+def _open_ray_output(args: argparse.Namespace, model: Any) -> _Run:
+    if args.output in (None, "-"):
+        output: Any = StreamSink(RecordWriter(args.output, args.output_format))
+    elif detect_format(args.output, args.output_format) == "jsonl":
+        output = JsonlSink(Path(args.output))
+    else:
+        output = PartsSink(Path(args.output), detect_format(args.output, args.output_format))
+    return _Run(args, model, output, errors=None, state=None)
+
+
+def _summary(run: _Run, skipped: int, elapsed: float) -> str:
+    done = run.scored + run.failed
+    return (
+        f"promofilter: scored {run.scored:,}, errors {run.failed:,}, skipped {skipped:,}, "
+        f"elapsed {elapsed:.1f} s, "
+        f"{done / max(elapsed, 1e-9):,.1f} records/s"
+    )
+
+
 def _loop(args: argparse.Namespace, reader: RecordReader, run: _Run) -> int:
+    started = time.monotonic()
     chunk = args.batch_size * 8 if args.command == "score" else max(1, args.batch_size // 2)
     progress = Progress(total=reader.total, enabled=not args.quiet and reader.path is not None)
+    skip = run.state.consumed if run.state is not None else 0
     pending: list[Record] = []
     valid = 0
     first_error: Record | None = None
-    for record in reader:
-        pending.append(record)
-        if record.error is not None:
-            run.failed += 1
-            first_error = first_error or record
-            if args.strict:
-                break
-        else:
-            valid += 1
-        if valid >= chunk:
-            run.flush(pending)
-            progress.update(len(pending), reader.position)
-            pending, valid = [], 0
-    run.flush(pending)
-    progress.update(len(pending), reader.position)
-    progress.close()
-    if first_error is None:
+    stopped = False
+    try:
+        for index, record in enumerate(reader):
+            if index < skip:  # committed before the run was interrupted
+                continue
+            pending.append(record)
+            if record.error is not None:
+                first_error = first_error or record
+                if args.strict:
+                    stopped = True
+                    break
+            else:
+                valid += 1
+            # chunks end at the same records in a resumed run as in an uninterrupted one
+            if valid >= chunk:
+                run.flush(pending)
+                progress.update(len(pending), reader.position)
+                pending, valid = [], 0
+        run.flush(pending)
+        progress.update(len(pending), reader.position)
+        _finish(run)
+    finally:
+        progress.close()
+    if not args.quiet:
+        print(_summary(run, skip, time.monotonic() - started), file=sys.stderr)
+    total_errors = run.state.errors if run.state is not None else run.failed
+    if total_errors == 0:
         return EXIT_OK
+    if first_error is None:
+        _error(f"{total_errors} malformed record(s) got error records in an earlier run")
+        return EXIT_RECORD_ERRORS
     where = f"{reader.name}, line {first_error.line}: {first_error.error}"
-    if args.strict:
+    if stopped:
         _error(f"stopped at the first malformed record ({where})")
     else:
-        _error(f"{run.failed} malformed record(s) got error records; the first: {where}")
+        _error(f"{total_errors} malformed record(s) got error records; the first: {where}")
     return EXIT_RECORD_ERRORS
+
+
+def _finish(run: _Run) -> None:
+    """Close the output; for a file output, merge any parts and delete the progress file."""
+    run.output.finish()
+    if run.errors is not None:
+        run.errors.finish()
+    if run.state is not None:
+        # before the parts go: a crash in between can still merge them again
+        progress_path(run.args.output).unlink()
+    remove_parts = getattr(run.output, "remove_parts", None)
+    if remove_parts is not None:
+        remove_parts()
 
 
 def _read_text(name: str) -> str:
@@ -550,7 +844,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         _error(str(error))
         return EXIT_USAGE
     except KeyboardInterrupt:
-        _error("interrupted")
+        output = getattr(args, "output", None)
+        if output not in (None, "-") and progress_path(output).exists():
+            _error(f"interrupted; the committed part of {output} is kept: add --resume to go on")
+        else:
+            _error("interrupted")
         return EXIT_INTERRUPTED
     except BrokenPipeError:
         # the reader of our output went away (``promofilter score big.jsonl | head``)

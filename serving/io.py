@@ -11,6 +11,7 @@ import contextlib
 import csv
 import io
 import json
+import os
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -28,6 +29,11 @@ _SUFFIXES = {
     ".txt": "text",
 }
 PYARROW_HINT = 'Parquet needs pyarrow: pip install "promofilter[scale]"'
+# A text beyond this many characters is an error record, not a model call: a news article
+# runs to 3,000-20,000 characters, so 100,000 catches a runaway field (a whole dump in one
+# record) while any real page passes. It also bounds memory: a chunk holds at most
+# chunk size x this many characters.
+DEFAULT_MAX_CHARS = 100_000
 
 
 class InputError(Exception):
@@ -47,12 +53,24 @@ class Record:
         return self.fields.get("id") if self.fields else None
 
 
-def error_record(record: Record) -> dict[str, Any]:
-    """The output record standing for a malformed input record."""
+def error_record(record: Record, id_field: str | None = None) -> dict[str, Any]:
+    """The output record standing for a malformed input record.
+
+    With ``id_field`` it carries the record's id, or its line (row) number where the record
+    has none or could not be read; without, it carries an ``id`` field if the record had one.
+    """
     result: dict[str, Any] = {"_error": {"line": record.line, "reason": record.error}}
-    if record.id is not None:
+    if id_field is not None:
+        result[id_field] = record_id(record, id_field)
+    elif record.id is not None:
         result["id"] = record.id
     return result
+
+
+def record_id(record: Record, id_field: str) -> Any:
+    """The value of ``id_field``, or the line (row) number where there is none."""
+    value = record.fields.get(id_field) if record.fields else None
+    return record.line if value is None else value
 
 
 def detect_format(path: str | None, explicit: str | None, default: str = "jsonl") -> str:
@@ -73,12 +91,17 @@ def _sniff(stream: IO[bytes]) -> str:
     return "jsonl" if head.lstrip(b"\xef\xbb\xbf \t\r\n").startswith(b"{") else "text"
 
 
-def _check_text(fields: dict[str, Any], text_field: str) -> str | None:
+def _check_text(fields: dict[str, Any], text_field: str, max_chars: int) -> str | None:
     if text_field not in fields or fields[text_field] is None:
         return f"missing field {text_field!r}"
     value = fields[text_field]
     if not isinstance(value, str):
         return f"field {text_field!r} is {type(value).__name__}, expected a string"
+    if len(value) > max_chars:
+        return (
+            f"field {text_field!r} has {len(value):,} characters, over the cap of "
+            f"{max_chars:,} (--max-chars)"
+        )
     return None
 
 
@@ -92,9 +115,11 @@ class RecordReader:
         fmt: str | None = None,
         text_field: str = "text",
         whole_text: bool = False,
+        max_chars: int = DEFAULT_MAX_CHARS,
     ) -> None:
         self.path = None if path in (None, "-") else Path(path)
         self.text_field = text_field
+        self.max_chars = max_chars
         self.whole_text = whole_text
         self.position = 0
         self.total: int | None = None
@@ -135,7 +160,7 @@ class RecordReader:
         reader = {"jsonl": self._jsonl, "csv": self._csv, "text": self._text}[self.format]
         for record in reader():
             if record.error is None and record.fields is not None:
-                record.error = _check_text(record.fields, self.text_field)
+                record.error = _check_text(record.fields, self.text_field, self.max_chars)
             yield record
 
     def _tell(self) -> None:
@@ -237,7 +262,7 @@ class RecordReader:
             for fields in batch.to_pylist():
                 number += 1
                 self.position = number
-                yield Record(number, fields, _check_text(fields, self.text_field))
+                yield Record(number, fields, _check_text(fields, self.text_field, self.max_chars))
 
 
 def _has_surrogates(text: str) -> bool:
@@ -279,6 +304,24 @@ class RecordWriter:
         else:
             self._stream = self._open_text()
 
+    @staticmethod
+    def check(path: str | None, fmt: str | None = None) -> None:
+        """Raise :class:`InputError` now if records cannot be written to ``path`` in ``fmt``."""
+        target = None if path in (None, "-") else Path(path)
+        output_format = detect_format(str(target) if target else None, fmt)
+        if output_format not in ("jsonl", "csv", "parquet"):
+            raise InputError(f"cannot write {output_format!r} records; use jsonl, csv or parquet")
+        if output_format == "parquet":
+            _pyarrow_parquet()
+            if target is None:
+                raise InputError("Parquet output needs a file: use -o FILE.parquet")
+        if target is not None:
+            folder = target.parent if str(target.parent) else Path(".")
+            if target.is_dir():
+                raise InputError(f"{target}: is a directory")
+            if not folder.is_dir() or not os.access(folder, os.W_OK):
+                raise InputError(f"{target}: cannot write it (no writable directory {folder})")
+
     def _open_text(self) -> IO[str]:
         if self.path is None:
             sys.stdout.flush()
@@ -305,8 +348,11 @@ class RecordWriter:
         elif self.format == "csv":
             assert self._stream is not None
             if self._csv is None:
+                # a stream cannot go back to widen its header: the first chunk's fields it is
+                # (a file output, -o FILE.csv, takes the fields of every record)
+                columns = dict.fromkeys(key for record in records for key in record)
                 self._csv = csv.DictWriter(
-                    self._stream, fieldnames=list(records[0]), extrasaction="ignore"
+                    self._stream, fieldnames=list(columns), extrasaction="ignore"
                 )
                 self._csv.writeheader()
             self._csv.writerows({k: _cell(v) for k, v in r.items()} for r in records)

@@ -335,6 +335,17 @@ class PromoFilter:
         cut = self.threshold if threshold is None else _check_threshold(threshold)
         return [PROMOTIONAL if p >= cut else FACTUAL for p in self.predict_proba(texts)]
 
+    def score_fields(
+        self, texts: Sequence[str], threshold: float | None = None
+    ) -> list[dict[str, Any]]:
+        """``{"promo_score": P(promotional) rounded to 6 places, "label": ...}`` per text: the
+        fields that ``promofilter score`` and ``promofilter.ray.score_dataset`` add."""
+        cut = self.threshold if threshold is None else _check_threshold(threshold)
+        return [
+            {"promo_score": round(float(p), 6), "label": PROMOTIONAL if p >= cut else FACTUAL}
+            for p in self.predict_proba(texts)
+        ]
+
     def analyze_many(
         self, documents: Sequence[str], threshold: float | None = None
     ) -> list[Analysis]:

@@ -1,8 +1,10 @@
 import json
+import re
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from training.baseline_reports import SEED_ARTICLE
@@ -44,6 +46,29 @@ def smoke_build(tmp_path_factory: pytest.TempPathFactory, converted: Path) -> Pa
     config = BuildConfig.for_smoke(work / "work", work / "model", base_model=str(converted))
     build_default(config)
     return work
+
+
+@pytest.fixture(scope="session")
+def model_dir(smoke_build: Path) -> Path:
+    return smoke_build / "model"
+
+
+PROMO = re.compile(r"Gratis|weiterlesen|Kaufen oder verkaufen|Dringend|Jetzt")
+
+
+@pytest.fixture
+def keyword_model(model_dir, monkeypatch):
+    """The smoke model with a keyword scorer, so that labels in the command's output are known."""
+    import promofilter
+    from promofilter import cli
+
+    model = promofilter.load(model_dir, threshold=0.5)
+    model.predict_proba = lambda texts: np.array(
+        [0.9 if PROMO.search(t) else 0.1 for t in ([texts] if isinstance(texts, str) else texts)],
+        dtype=np.float32,
+    )
+    monkeypatch.setattr(cli, "_load", lambda args: model)
+    return model
 
 
 @pytest.fixture(scope="session")

@@ -16,25 +16,6 @@ import pytest
 from promofilter import cli
 from promofilter.progress import Progress
 
-PROMO = re.compile(r"Gratis|weiterlesen|Kaufen oder verkaufen|Dringend|Jetzt")
-
-
-@pytest.fixture(scope="session")
-def model_dir(smoke_build: Path) -> Path:
-    return smoke_build / "model"
-
-
-@pytest.fixture
-def keyword_model(model_dir, monkeypatch):
-    """The smoke model with a keyword scorer, so that labels in the output are known."""
-    model = promofilter.load(model_dir, threshold=0.5)
-    model.predict_proba = lambda texts: np.array(
-        [0.9 if PROMO.search(t) else 0.1 for t in ([texts] if isinstance(texts, str) else texts)],
-        dtype=np.float32,
-    )
-    monkeypatch.setattr(cli, "_load", lambda args: model)
-    return model
-
 
 def write_lines(path: Path, lines: list[str | bytes]) -> Path:
     path.write_bytes(b"".join((x if isinstance(x, bytes) else x.encode()) + b"\n" for x in lines))
@@ -211,10 +192,16 @@ def test_csv_in_and_out(keyword_model, tmp_path, capsys):
     assert cli.main(["score", str(source), "-o", str(output)]) == 1
     with output.open(newline="", encoding="utf-8") as handle:
         rows = list(csv.DictReader(handle))
-    assert [(r["id"], r["label"]) for r in rows] == [("1", "factual"), ("2", "promotional")]
-    assert rows[0]["text"] == "Der Kurs stieg.\nZweite Zeile"
-    error = json.loads(capsys.readouterr().err.splitlines()[0])  # CSV cannot hold it
-    assert error == {"_error": {"line": 5, "reason": "missing field 'text'"}, "id": "3"}
+    # the error record stays in line, in an _error column that the header gained for it
+    assert [(r["id"], r["label"]) for r in rows] == [
+        ("1", "factual"),
+        ("2", "promotional"),
+        ("3", ""),
+    ]
+    assert rows[0]["text"] == "Der Kurs stieg.\nZweite Zeile" and rows[0]["_error"] == ""
+    error = json.loads(rows[2]["_error"])
+    assert error == {"line": 5, "reason": "missing field 'text'"}
+    assert "scored 2, errors 1" in capsys.readouterr().err
 
 
 def test_parquet_in_and_out(keyword_model, tmp_path, capsys):
@@ -227,10 +214,13 @@ def test_parquet_in_and_out(keyword_model, tmp_path, capsys):
     output = tmp_path / "out.parquet"
     assert cli.main(["analyze", str(source), "-o", str(output)]) == 1
     rows = pq.read_table(output).to_pylist()
-    assert [r["id"] for r in rows] == [1, 3]
-    assert rows[1]["label"] == "promotional" and rows[1]["clean_text"] == "Titel"
-    assert rows[1]["segments"][1]["text"] == "Hier weiterlesen..."
-    assert json.loads(capsys.readouterr().err.splitlines()[0])["_error"]["line"] == 2
+    assert [r["id"] for r in rows] == [1, 2, 3]
+    assert rows[2]["label"] == "promotional" and rows[2]["clean_text"] == "Titel"
+    assert rows[2]["segments"][1]["text"] == "Hier weiterlesen..."
+    assert rows[1]["_error"] == {"line": 2, "reason": "missing field 'text'"}
+    assert rows[1]["label"] is None and rows[0]["_error"] is None
+    assert not output.with_name("out.parquet.parts").exists()
+    assert not output.with_name("out.parquet.progress.json").exists()
 
 
 def test_parquet_without_pyarrow_says_how_to_install_it(

@@ -1,0 +1,107 @@
+"""Score a Ray Dataset: ``promofilter.ray.score_dataset(ds)`` (the ``scale`` extra).
+
+Ray Data's pattern for batch inference is a stateful class passed to ``map_batches``: Ray
+starts ``concurrency`` actors, each builds the class once (here: loads the model once) and
+then gets batch after batch. Each actor reserves ``num_cpus_per_actor`` CPUs and gives ONNX
+Runtime as many intra-op threads, so actors do not fight over cores.
+
+    import ray, promofilter.ray
+    ds = ray.data.read_parquet("s3://bucket/articles/")
+    promofilter.ray.score_dataset(ds, text_column="body", concurrency=8).write_parquet(...)
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+from promofilter.model import DEFAULT_BATCH_SIZE
+
+RAY_HINT = 'Ray Data needs the scale extra: pip install "promofilter[scale]"'
+DEFAULT_RAY_BATCH_SIZE = 256  # rows per map_batches call: the CLI's chunk of 8 model batches
+
+
+def import_ray() -> Any:
+    """``ray`` with Ray Data, or an ImportError that says how to install it."""
+    try:
+        import ray
+        import ray.data  # Ray Data is an extra of ray itself
+    except ImportError as error:
+        raise ImportError(RAY_HINT) from error
+    return ray
+
+
+class PromoScorer:
+    """The stateful ``map_batches`` class: one model per actor, batches of pyarrow Tables.
+
+    Rows whose text is missing or not a string get a null ``promo_score`` and ``label``:
+    one bad row does not fail a job of millions.
+    """
+
+    def __init__(
+        self,
+        model: str | None,
+        text_column: str,
+        threshold: float | None,
+        threads: int,
+        model_batch_size: int,
+    ) -> None:
+        import promofilter
+
+        self.model = promofilter.load(
+            model, threshold=threshold, threads=threads, batch_size=model_batch_size
+        )
+        self.text_column = text_column
+
+    def __call__(self, batch: Any) -> Any:
+        import pyarrow
+
+        texts = batch.column(self.text_column).to_pylist()
+        valid = [i for i, text in enumerate(texts) if isinstance(text, str)]
+        fields = self.model.score_fields([texts[i] for i in valid])
+        scores: list[float | None] = [None] * len(texts)
+        labels: list[str | None] = [None] * len(texts)
+        for index, added in zip(valid, fields, strict=True):
+            scores[index], labels[index] = added["promo_score"], added["label"]
+        batch = batch.append_column("promo_score", pyarrow.array(scores, pyarrow.float64()))
+        return batch.append_column("label", pyarrow.array(labels, pyarrow.string()))
+
+
+def score_dataset(
+    ds: Any,
+    text_column: str = "text",
+    model: str | Path | None = None,
+    threshold: float | None = None,
+    batch_size: int = DEFAULT_RAY_BATCH_SIZE,
+    concurrency: int = 2,
+    num_cpus_per_actor: float = 1,
+    model_batch_size: int = DEFAULT_BATCH_SIZE,
+) -> Any:
+    """``ds`` with ``promo_score`` (P(promotional), 6 places) and ``label`` added per row.
+
+    ``model`` is a model directory (default: the shipped model; it must be readable on every
+    node), ``batch_size`` the rows per actor call, ``concurrency`` the number of actors, each
+    holding one model and ``num_cpus_per_actor`` CPUs, which is also its ONNX Runtime thread
+    count. ``model_batch_size`` is the texts per ONNX Runtime call, as ``load(batch_size=)``.
+    The result is lazy, like every Ray Dataset: write, iterate or materialize it.
+    """
+    import_ray()
+    if num_cpus_per_actor <= 0:
+        raise ValueError(f"num_cpus_per_actor must be positive, got {num_cpus_per_actor!r}")
+    if text_column not in ds.columns():
+        raise ValueError(f"the dataset has no column {text_column!r}; it has {ds.columns()}")
+    return ds.map_batches(
+        PromoScorer,
+        fn_constructor_kwargs={
+            "model": None if model is None else str(Path(model).expanduser().resolve()),
+            "text_column": text_column,
+            "threshold": threshold,
+            "threads": max(1, math.ceil(num_cpus_per_actor)),
+            "model_batch_size": model_batch_size,
+        },
+        batch_size=batch_size,
+        batch_format="pyarrow",
+        concurrency=concurrency,
+        num_cpus=num_cpus_per_actor,
+    )

@@ -1,0 +1,132 @@
+"""promofilter.ray.score_dataset and ``score --engine ray`` on a local Ray cluster of 2 CPUs.
+
+Both are compared record by record with the single-process path. Ray forms its own batches,
+and a text's score may differ with its batch mates by float rounding (not more: the int8
+graph's activation scales are fixed), so the library test scores one text per ONNX Runtime
+call on both sides and compares exactly; the command-line test runs the default batches and
+allows the sixth decimal place to differ.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import promofilter
+import pytest
+from promofilter import cli
+from test_batch import SENTENCES
+from test_cli import read_jsonl, write_lines
+
+ray = pytest.importorskip("ray", reason='Ray Data is the "scale" extra')
+
+
+@pytest.fixture(scope="session")
+def ray_cluster() -> Iterator[None]:
+    """One local cluster for the session: starting Ray takes seconds."""
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    ray.data.DataContext.get_current().execution_options.preserve_order = True
+    ray.data.DataContext.get_current().enable_progress_bars = False
+    yield
+    ray.shutdown()
+
+
+def texts(count: int) -> list[str]:
+    return [f"{SENTENCES[i % len(SENTENCES)]} ({i})" for i in range(count)]
+
+
+def test_score_dataset_equals_the_single_process_path(ray_cluster, model_dir):
+    import promofilter.ray
+
+    items = [{"id": i, "text": text} for i, text in enumerate(texts(300))]
+    items[7]["text"] = None  # a row without text gets nulls, the rest go on
+    valid = [item["text"] for item in items if item["text"] is not None]
+    local = promofilter.load(model_dir, batch_size=1)
+    # the random smoke model's scores sit close together: cut at their median, so that both
+    # labels occur and a label mix-up would show
+    local.threshold = float(sorted(local.predict_proba(valid))[len(valid) // 2])
+    expected = local.score_fields(valid)
+    dataset = ray.data.from_items(items, override_num_blocks=6)
+    scored = promofilter.ray.score_dataset(
+        dataset,
+        model=model_dir,
+        threshold=local.threshold,
+        batch_size=64,
+        concurrency=2,
+        num_cpus_per_actor=1,
+        model_batch_size=1,
+    )
+    rows = scored.take_all()
+    assert [row["id"] for row in rows] == list(range(300))  # every row once, in order
+    assert rows[7]["promo_score"] is None and rows[7]["label"] is None
+    del rows[7]
+    assert [{"promo_score": r["promo_score"], "label": r["label"]} for r in rows] == expected
+    assert {r["label"] for r in rows} == {"promotional", "factual"}  # both labels occur
+
+
+def test_score_dataset_names_a_missing_text_column(ray_cluster, model_dir):
+    import promofilter.ray
+
+    with pytest.raises(ValueError, match="no column 'body'"):
+        promofilter.ray.score_dataset(ray.data.from_items([{"text": "x"}]), text_column="body")
+
+
+def test_the_cli_ray_engine_equals_the_local_engine_on_a_directory(
+    ray_cluster, model_dir, tmp_path, capsys
+):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    all_texts = texts(120)
+    for part in range(2):  # a directory of two files, read in name order
+        write_lines(
+            folder / f"part-{part}.jsonl",
+            [
+                json.dumps({"id": i, "text": all_texts[i]}, ensure_ascii=False)
+                for i in range(part * 60, part * 60 + 60)
+            ],
+        )
+    joined = tmp_path / "all.jsonl"
+    joined.write_bytes(b"".join(p.read_bytes() for p in sorted(folder.iterdir())))
+    common = ["--model", str(model_dir), "--threshold", "0.5", "-q"]
+
+    assert cli.main(["score", str(joined), "-o", str(tmp_path / "local.jsonl"), *common]) == 0
+    output = tmp_path / "ray.parquet"
+    assert cli.main(["score", str(folder), "-o", str(output), "--engine", "ray", *common]) == 0
+    import pyarrow.parquet as pq
+
+    rows = pq.read_table(output).to_pylist()
+    expected = read_jsonl((tmp_path / "local.jsonl").read_text())
+    assert len(rows) == len(expected) == 120
+    for row, local in zip(rows, expected, strict=True):
+        for key in ("id", "text", "label"):
+            assert row[key] == local[key]
+        assert row["promo_score"] == pytest.approx(local["promo_score"], abs=1.5e-6)
+
+
+def test_the_cli_ray_engine_refuses_what_it_cannot_do(tmp_path, capsys):
+    source = write_lines(tmp_path / "in.jsonl", [json.dumps({"text": "Hallo"})])
+    assert cli.main(["score", str(source), "-o", str(tmp_path / "o.jsonl"), "--engine", "ray",
+                     "--resume"]) == 2  # fmt: skip
+    assert "--resume works with --engine local only" in capsys.readouterr().err
+    assert cli.main(["score", "-", "--engine", "ray"]) == 2
+    assert "not standard input" in capsys.readouterr().err
+
+
+def test_score_dataset_without_ray_says_how_to_install_it(monkeypatch):
+    import sys
+
+    import promofilter.ray
+
+    monkeypatch.setitem(sys.modules, "ray", None)
+    with pytest.raises(ImportError, match=r'pip install "promofilter\[scale\]"'):
+        promofilter.ray.score_dataset(object())
+
+
+def test_threads_follow_the_cpus_per_actor(model_dir):
+    from promofilter.ray import PromoScorer
+
+    scorer = PromoScorer(str(model_dir), "text", None, threads=3, model_batch_size=4)
+    assert scorer.model.threads == 3 and scorer.model.batch_size == 4
+    assert isinstance(scorer.model, promofilter.PromoFilter)
+    assert Path(scorer.model.path) == Path(model_dir)
