@@ -286,23 +286,19 @@ def _cell(value: Any) -> Any:
 
 
 class RecordWriter:
-    """Write output records as JSONL, CSV or Parquet, to a file or standard output."""
+    """Write output records as JSONL or CSV to standard output.
 
-    def __init__(self, path: str | None, fmt: str | None = None) -> None:
-        self.path = None if path in (None, "-") else Path(path)
-        self.format = detect_format(str(self.path) if self.path else None, fmt)
-        if self.format not in ("jsonl", "csv", "parquet"):
+    File outputs go through :mod:`promofilter.resume`, which commits them in chunks; this
+    writer only checks file targets (:meth:`check`) and serves ``-o -`` or no ``-o``."""
+
+    def __init__(self, fmt: str | None = None) -> None:
+        self.format = detect_format(None, fmt)
+        if self.format == "parquet":
+            raise InputError("Parquet output needs a file: use -o FILE.parquet")
+        if self.format not in ("jsonl", "csv"):
             raise InputError(f"cannot write {self.format!r} records; use jsonl, csv or parquet")
         self._csv: csv.DictWriter | None = None
-        self._parquet: Any = None
-        self._schema: Any = None
-        if self.format == "parquet":
-            self._pq = _pyarrow_parquet()
-            if self.path is None:
-                raise InputError("Parquet output needs a file: use -o FILE.parquet")
-            self._stream: IO[str] | None = None
-        else:
-            self._stream = self._open_text()
+        self._stream = self._open_text()
 
     @staticmethod
     def check(path: str | None, fmt: str | None = None) -> None:
@@ -323,16 +319,11 @@ class RecordWriter:
                 raise InputError(f"{target}: cannot write it (no writable directory {folder})")
 
     def _open_text(self) -> IO[str]:
-        if self.path is None:
-            sys.stdout.flush()
-            binary = getattr(sys.stdout, "buffer", None)
-            if binary is None:
-                return sys.stdout
-            return io.TextIOWrapper(binary, encoding="utf-8", newline="", write_through=True)
-        try:
-            return self.path.open("w", encoding="utf-8", newline="")
-        except OSError as error:
-            raise InputError(f"{self.path}: cannot write it ({error.strerror})") from error
+        sys.stdout.flush()
+        binary = getattr(sys.stdout, "buffer", None)
+        if binary is None:
+            return sys.stdout
+        return io.TextIOWrapper(binary, encoding="utf-8", newline="", write_through=True)
 
     @property
     def holds_errors(self) -> bool:
@@ -343,40 +334,19 @@ class RecordWriter:
         if not records:
             return
         if self.format == "jsonl":
-            assert self._stream is not None
             self._stream.write("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records))
-        elif self.format == "csv":
-            assert self._stream is not None
-            if self._csv is None:
-                # a stream cannot go back to widen its header: the first chunk's fields it is
-                # (a file output, -o FILE.csv, takes the fields of every record)
-                columns = dict.fromkeys(key for record in records for key in record)
-                self._csv = csv.DictWriter(
-                    self._stream, fieldnames=list(columns), extrasaction="ignore"
-                )
-                self._csv.writeheader()
-            self._csv.writerows({k: _cell(v) for k, v in r.items()} for r in records)
-        else:
-            self._write_parquet(records)
-
-    def _write_parquet(self, records: list[dict[str, Any]]) -> None:
-        import pyarrow
-
-        if self._parquet is None:
-            table = pyarrow.Table.from_pylist(records)
-            self._schema = table.schema
-            self._parquet = self._pq.ParquetWriter(str(self.path), self._schema)
-        else:
-            table = pyarrow.Table.from_pylist(records, schema=self._schema)
-        self._parquet.write_table(table)
+            return
+        if self._csv is None:
+            # a stream cannot go back to widen its header: the first chunk's fields it is
+            # (a file output, -o FILE.csv, takes the fields of every record)
+            columns = dict.fromkeys(key for record in records for key in record)
+            self._csv = csv.DictWriter(
+                self._stream, fieldnames=list(columns), extrasaction="ignore"
+            )
+            self._csv.writeheader()
+        self._csv.writerows({k: _cell(v) for k, v in r.items()} for r in records)
 
     def close(self) -> None:
-        if self._parquet is not None:
-            self._parquet.close()
-        if self._stream is None:
-            return
         self._stream.flush()
-        if self.path is not None:
-            self._stream.close()
-        elif isinstance(self._stream, io.TextIOWrapper) and self._stream is not sys.stdout:
+        if isinstance(self._stream, io.TextIOWrapper) and self._stream is not sys.stdout:
             self._stream.detach()  # leave standard output open

@@ -75,9 +75,8 @@ def keyword_model(model_dir, monkeypatch):
 def fp32_model(smoke_build: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The smoke model directory with its fp32 graph instead of the int8 one.
 
-    The int8 graph is quantized dynamically: ONNX Runtime picks the activation scales per batch,
-    so a text's score moves a little with its batch mates. The fp32 graph's does not, which is
-    what a test of batching needs from a tiny model.
+    Batching tests run on it so that they check the batcher alone: a text's fp32 score does
+    not move with its batch mates by construction, whatever becomes of the quantization.
     """
     from promofilter.model import sha256_of
 

@@ -242,17 +242,6 @@ def test_batching_never_changes_a_score(fp32_model):
     assert abs(alone - batched) <= 1e-6, (alone, batched)
 
 
-def _shipped_quantization() -> str:
-    config = promofilter.model.default_model_path() / "config.json"
-    return json.loads(config.read_text())["architecture"].get("quantization", "")
-
-
-@pytest.mark.xfail(
-    "dynamic" in _shipped_quantization(),
-    strict=True,
-    reason="the shipped model is quantized dynamically (activation scales per batch), so a "
-    "score moves by up to ~5e-3 with its batch mates; a statically quantized build fixes it",
-)
 def test_batching_never_changes_a_score_with_the_shipped_model():
     text = SEED_SENTENCES[0]
     alone, batched, calls = scores_alone_and_in_a_shared_batch(None, text, MATES)
