@@ -92,17 +92,22 @@ def _positive(value: str) -> int:
     return number
 
 
+def _add_model_choice(parser: Any) -> None:
+    """--model and --threshold, the same for every subcommand that loads a model."""
+    parser.add_argument(
+        "--model", metavar="DIR", help="model directory (default: the model shipped inside)"
+    )
+    parser.add_argument(
+        "--threshold", type=_threshold, help="P(promotional) cut-off (default: the model's)"
+    )
+
+
 def _model_options() -> argparse.ArgumentParser:
     from promofilter.model import DEFAULT_BATCH_SIZE, DEFAULT_MAX_BATCH_TOKENS, DEFAULT_THREADS
 
     options = argparse.ArgumentParser(add_help=False)
     group = options.add_argument_group("model")
-    group.add_argument(
-        "--model", metavar="DIR", help="model directory (default: the model shipped inside)"
-    )
-    group.add_argument(
-        "--threshold", type=_threshold, help="P(promotional) cut-off (default: the model's)"
-    )
+    _add_model_choice(group)
     group.add_argument(
         "--threads",
         type=_positive,
@@ -271,12 +276,7 @@ def _add_serve_parser(commands: Any, formatter: type[argparse.HelpFormatter]) ->
     )
     serve.add_argument("--host", default="127.0.0.1", help="address to bind (default: loopback)")
     serve.add_argument("--port", type=int, default=8000, help="port to bind (default: 8000)")
-    serve.add_argument(
-        "--model", metavar="DIR", help="model directory (default: the model shipped inside)"
-    )
-    serve.add_argument(
-        "--threshold", type=_threshold, help="P(promotional) cut-off (default: the model's)"
-    )
+    _add_model_choice(serve)
     serve.add_argument(
         "--workers",
         type=_positive,
