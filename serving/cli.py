@@ -15,6 +15,7 @@ import argparse
 import json
 import math
 import os
+import shutil
 import sys
 import time
 from collections.abc import Sequence
@@ -35,6 +36,7 @@ from promofilter.io import (
 )
 from promofilter.progress import Progress
 from promofilter.resume import (
+    PARTS_SUFFIX,
     JsonlSink,
     PartsSink,
     RunState,
@@ -595,33 +597,30 @@ def _run_ray(args: argparse.Namespace) -> int:
         logging.getLogger("ray.data").setLevel(logging.WARNING)
         reader = getattr(ray.data, RAY_READERS[input_format])
         options = {"lines": True} if input_format == "jsonl" else {}
-        # reading reserves no CPU: the actors hold the CPUs they score on, and a read task
-        # that waited for a free CPU would wait for ever on a cluster the actors fill
-        dataset = reader(str(source), num_cpus=0, **options)
-        scored = score_dataset(
-            dataset,
-            text_column=args.text_field,
-            model=model.path,
-            threshold=model.threshold,
-            concurrency=args.ray_actors,
-            num_cpus_per_actor=args.ray_cpus_per_actor,
-            model_batch_size=args.batch_size,
-        )
-        run = _open_ray_output(args, model)
-        row = 0
-        for batch in scored.iter_batches(batch_format="pyarrow", batch_size=1024):
-            output: list[dict[str, Any]] = []
-            for fields in batch.to_pylist():
-                row += 1
-                if fields["label"] is None:
-                    reason = f"field {args.text_field!r} is missing or not a string"
-                    output.append(error_record(Record(row, fields, reason), args.id_field))
-                    run.failed += 1
-                else:
-                    output.append(fields)
-                    run.scored += 1
-            run.output.write(output)
-            run.output.commit()
+        run = None
+        try:
+            # reading reserves no CPU: the actors hold the CPUs they score on, and a read task
+            # that waited for a free CPU would wait for ever on a cluster the actors fill
+            dataset = reader(str(source), num_cpus=0, **options)
+            scored = score_dataset(
+                dataset,
+                text_column=args.text_field,
+                model=model.path,
+                threshold=model.threshold,
+                concurrency=args.ray_actors,
+                num_cpus_per_actor=args.ray_cpus_per_actor,
+                model_batch_size=args.batch_size,
+            )
+            run = _open_ray_output(args, model)
+            _write_ray_output(args, scored, run)
+        except ray.exceptions.RayError as error:
+            if run is not None:
+                _discard_output(args.output)  # half an output that no rerun can resume
+            raise InputError(
+                f"{source}: Ray Data could not read it ({_root_cause(error)}). --engine ray "
+                "needs every record well-formed; --engine local turns each bad record into "
+                "an error record"
+            ) from error
         _finish(run)
     finally:
         if started_here:
@@ -632,6 +631,40 @@ def _run_ray(args: argparse.Namespace) -> int:
         _error(f"{run.failed} record(s) had no text to score and got error records")
         return EXIT_RECORD_ERRORS
     return EXIT_OK
+
+
+def _write_ray_output(args: argparse.Namespace, scored: Any, run: _Run) -> None:
+    """Write the scored rows in input order; a row without a usable text gets an error record."""
+    row = 0
+    for batch in scored.iter_batches(batch_format="pyarrow", batch_size=1024):
+        output: list[dict[str, Any]] = []
+        for fields in batch.to_pylist():
+            row += 1
+            if fields["label"] is None:
+                reason = f"field {args.text_field!r} is missing or not a string"
+                output.append(error_record(Record(row, fields, reason), args.id_field))
+                run.failed += 1
+            else:
+                output.append(fields)
+                run.scored += 1
+        run.output.write(output)
+        run.output.commit()
+
+
+def _root_cause(error: BaseException) -> str:
+    """The reader's own message: Ray wraps it in a task error with the remote traceback."""
+    cause = getattr(error, "cause", None) or error  # RayTaskError keeps the original
+    lines = [line for line in str(cause).splitlines() if line.strip()]
+    # the first line: Ray appends its retry advice after the reader's message
+    return f"{type(cause).__name__}: {lines[0]}" if lines else type(cause).__name__
+
+
+def _discard_output(output: str | None) -> None:
+    if output in (None, "-"):
+        return
+    path = Path(output)
+    path.unlink(missing_ok=True)
+    shutil.rmtree(path.with_name(path.name + PARTS_SUFFIX), ignore_errors=True)
 
 
 def _open_ray_output(args: argparse.Namespace, model: Any) -> _Run:

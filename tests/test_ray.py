@@ -104,6 +104,23 @@ def test_the_cli_ray_engine_equals_the_local_engine_on_a_directory(
         assert row["promo_score"] == pytest.approx(local["promo_score"], abs=1.5e-6)
 
 
+def test_a_record_ray_cannot_read_stops_the_job_with_a_clear_error_and_no_output(
+    ray_cluster, model_dir, tmp_path, capsys
+):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    write_lines(folder / "part-0.jsonl", [json.dumps({"text": t}) for t in texts(40)])
+    write_lines(folder / "part-1.jsonl", [json.dumps({"text": "gut"}), '{"text": kaputt'])
+    common = ["--model", str(model_dir), "--engine", "ray", "-q"]
+    for source in (folder / "part-1.jsonl", folder):  # fails at the first block, or later
+        output = tmp_path / "out.jsonl"
+        assert cli.main(["score", str(source), "-o", str(output), *common]) == 2
+        error = capsys.readouterr().err
+        assert f"{source}: Ray Data could not read it (ValueError:" in error
+        assert "--engine local turns each bad record into an error record" in error
+        assert not output.exists()  # no half output that looks whole
+
+
 def test_the_cli_ray_engine_refuses_what_it_cannot_do(tmp_path, capsys):
     source = write_lines(tmp_path / "in.jsonl", [json.dumps({"text": "Hallo"})])
     assert cli.main(["score", str(source), "-o", str(tmp_path / "o.jsonl"), "--engine", "ray",
