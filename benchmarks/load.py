@@ -31,6 +31,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from promofilter.settings import DEFAULT_MODEL_BATCH_SIZE
+
 from benchmarks.report import write_section
 from benchmarks.runtime import DEFAULT_DATA, DEFAULT_REPORT, REPO, best_seconds, read_split
 
@@ -212,6 +214,8 @@ def measure(args: argparse.Namespace) -> dict:
         str(args.max_batch_size),
         "--max-wait-ms",
         str(args.max_wait_ms),
+        "--model-batch-size",
+        str(args.model_batch_size),
     ]
     phases = []
     with serving(args, *server_options) as url:
@@ -226,6 +230,7 @@ def measure(args: argparse.Namespace) -> dict:
         run_phase(url, overload, bodies, args, args.duration)
     import promofilter
 
+    offline_model = promofilter.load(args.model, threads=args.threads)
     return {
         "date": time.strftime("%Y-%m-%d"),
         "machine": f"{platform.machine()}, {os.cpu_count()} CPUs",
@@ -233,13 +238,15 @@ def measure(args: argparse.Namespace) -> dict:
         "load_average": load_average,
         "load_average_after": os.getloadavg()[0],
         "model": str(args.model or "models/default (shipped)"),
-        "model_name": promofilter.load(args.model).name,
+        "model_name": offline_model.name,
         "data": str(args.data.relative_to(REPO) if args.data.is_relative_to(REPO) else args.data),
         "segments": len(segments),
         "segments_per_request": args.segments_per_request,
         "duration": args.duration,
         "threads": args.threads,
         "max_batch_size": args.max_batch_size,
+        "model_batch_size": args.model_batch_size,
+        "offline_batch_size": offline_model.batch_size,
         "max_wait_ms": args.max_wait_ms,
         "overload_queue": args.overload_queue,
         "backoff_ms": args.backoff_ms,
@@ -288,16 +295,18 @@ Measured {figures["date"]} on {figures["machine"]}, Python {figures["python"]}; 
 average {figures["load_average"]:.1f} before and {figures["load_average_after"]:.1f} after the
 run (the machine is shared; the clients run on the same two cores as the server). Server:
 `promofilter serve` (one uvicorn worker, {figures["threads"]} ONNX Runtime threads, model
-`{figures["model_name"]}`), max batch size {figures["max_batch_size"]}, max wait
-{figures["max_wait_ms"]:g} ms. Each client sends `POST /v1/classify` requests one after the
-other, {figures["segments_per_request"]} segments of `{figures["data"]}` per request, for
-{figures["duration"]:g} s per row; latencies are of the 200 answers.
+`{figures["model_name"]}`), max batch size {figures["max_batch_size"]}, ONNX Runtime runs
+of {figures["model_batch_size"]} rows, max wait {figures["max_wait_ms"]:g} ms. Each client
+sends `POST /v1/classify` requests one after the other, {figures["segments_per_request"]}
+segments of `{figures["data"]}` per request, for {figures["duration"]:g} s per row;
+latencies are of the 200 answers.
 
 | clients | requests/s | segments/s | p50 ms | p99 ms | p99/p50 | segments per model call | errors |
 |---|---|---|---|---|---|---|---|
 {chr(10).join(rows)}
 
-- Offline `pf.predict_proba` on the same {figures["segments"]} segments in one call, in the
+- Offline `pf.predict_proba` (library defaults: runs of {figures["offline_batch_size"]} rows) on the
+  same {figures["segments"]} segments in one call, in the
   same run: {figures["offline_before"]:,.1f} segments/s before the load rows and
   {figures["offline_after"]:,.1f} after, {figures["offline_segments_per_second"]:,.1f} on
   average. At {top["clients"]} clients the
@@ -330,6 +339,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--threads", type=int, default=2, help="ONNX Runtime threads")
     parser.add_argument("--max-batch-size", type=int, default=128, help="server setting")
     parser.add_argument("--max-wait-ms", type=float, default=5.0, help="server setting")
+    parser.add_argument(
+        "--model-batch-size",
+        type=int,
+        default=DEFAULT_MODEL_BATCH_SIZE,
+        help="server setting: rows per ONNX Runtime run",
+    )
     parser.add_argument("--overload-clients", type=int, default=64)
     parser.add_argument("--overload-queue", type=int, default=32, help="its queue limit")
     parser.add_argument("--backoff-ms", type=float, default=50.0, help="pause after a 429")

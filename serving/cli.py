@@ -301,6 +301,12 @@ def _add_serve_parser(commands: Any, formatter: type[argparse.HelpFormatter]) ->
         help=f"segments per model call (default: {settings.DEFAULT_MAX_BATCH_SIZE})",
     )
     limits.add_argument(
+        "--model-batch-size",
+        type=_positive,
+        help="rows per ONNX Runtime run within a model call "
+        f"(default: {settings.DEFAULT_MODEL_BATCH_SIZE})",
+    )
+    limits.add_argument(
         "--max-wait-ms",
         type=_non_negative,
         help="how long a segment waits for batch mates "
@@ -795,6 +801,7 @@ _SERVE_SETTINGS = (
     "threshold",
     "threads",
     "max_batch_size",
+    "model_batch_size",
     "max_wait_ms",
     "max_queued_segments",
     "max_body_bytes",

@@ -171,7 +171,12 @@ class _State:
 
 def load_model(settings: Settings) -> PromoFilter:
     """The model named by the settings (default: the shipped one)."""
-    return promofilter.load(settings.model, threshold=settings.threshold, threads=settings.threads)
+    return promofilter.load(
+        settings.model,
+        threshold=settings.threshold,
+        threads=settings.threads,
+        batch_size=settings.model_batch_size,
+    )
 
 
 class _Unavailable(Exception):

@@ -435,7 +435,9 @@ def test_without_a_token_every_endpoint_is_open(client):
 
 
 def test_settings_round_trip_through_the_environment(tmp_path):
-    settings = Settings(model="/m", threshold=0.7, threads=1, max_wait_ms=2.5, max_texts=9)
+    settings = Settings(
+        model="/m", threshold=0.7, threads=1, model_batch_size=8, max_wait_ms=2.5, max_texts=9
+    )
     assert Settings.from_env(settings.to_env()) == settings
     assert Settings.from_env({}) == Settings()
 
@@ -470,3 +472,9 @@ def test_a_bad_setting_names_its_variable(variable, value, message):
 def test_a_model_load_error_is_the_loaders_own():
     with pytest.raises(ModelLoadError):
         promofilter.service.load_model(Settings(model="/nowhere/at/all"))
+
+
+def test_the_model_runs_in_batches_of_the_configured_size(fp32_model):
+    model = promofilter.service.load_model(Settings(model=str(fp32_model), model_batch_size=8))
+    assert model.batch_size == 8
+    assert promofilter.service.load_model(Settings(model=str(fp32_model))).batch_size == 16
