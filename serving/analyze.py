@@ -17,6 +17,12 @@ from promofilter.segment import Span, segment_spans, sentence_spans, trailing_sp
 PROMOTIONAL = "promotional"
 FACTUAL = "factual"
 
+
+def label_of(score: float, threshold: float) -> str:
+    """The label of a P(promotional) score: promotional at or above ``threshold``."""
+    return PROMOTIONAL if score >= threshold else FACTUAL
+
+
 ScoreFunction = Callable[[list[str]], np.ndarray]
 
 
@@ -184,7 +190,7 @@ def analysis_steps(documents: Sequence[str], threshold: float) -> AnalysisSteps:
             for part in parts:
                 text = part.text(document)
                 value = cache[text]
-                label = PROMOTIONAL if value >= threshold else FACTUAL
+                label = label_of(value, threshold)
                 segments.append(SegmentResult(part.start, part.end, text, label, value))
         results.append(Analysis(document, tuple(segments), threshold))
     return results

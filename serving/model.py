@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from promofilter.analyze import FACTUAL, PROMOTIONAL, Analysis, analyze_documents
+from promofilter.analyze import PROMOTIONAL, Analysis, analyze_documents, label_of
 
 MODEL_FILE = "model.onnx"
 TOKENIZER_FILE = "tokenizer.json"
@@ -333,7 +333,7 @@ class PromoFilter:
         """``"promotional"`` or ``"factual"`` per text, at ``threshold`` (default: the
         instance's); one string counts as a list of one."""
         cut = self.threshold if threshold is None else _check_threshold(threshold)
-        return [PROMOTIONAL if p >= cut else FACTUAL for p in self.predict_proba(texts)]
+        return [label_of(p, cut) for p in self.predict_proba(texts)]
 
     def score_fields(
         self, texts: Sequence[str], threshold: float | None = None
@@ -342,7 +342,7 @@ class PromoFilter:
         fields that ``promofilter score`` and ``promofilter.ray.score_dataset`` add."""
         cut = self.threshold if threshold is None else _check_threshold(threshold)
         return [
-            {"promo_score": round(float(p), 6), "label": PROMOTIONAL if p >= cut else FACTUAL}
+            {"promo_score": round(float(p), 6), "label": label_of(p, cut)}
             for p in self.predict_proba(texts)
         ]
 

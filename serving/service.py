@@ -37,7 +37,7 @@ except ImportError as error:  # pragma: no cover - depends on the installed extr
     ) from error
 
 import promofilter
-from promofilter.analyze import FACTUAL, PROMOTIONAL, Analysis, analysis_steps
+from promofilter.analyze import Analysis, analysis_steps, label_of
 from promofilter.batcher import BatcherStopped, DynamicBatcher, QueueFull
 from promofilter.metrics import CONTENT_TYPE, ServiceMetrics
 from promofilter.model import PromoFilter
@@ -475,10 +475,7 @@ def create_app(settings: Settings | None = None, loader: ModelLoader = load_mode
         scores = await score(request.texts)
         threshold = threshold_of(request.threshold)
         return ClassifyResponse(
-            results=[
-                TextScore(score=float(s), label=PROMOTIONAL if s >= threshold else FACTUAL)
-                for s in scores
-            ],
+            results=[TextScore(score=float(s), label=label_of(s, threshold)) for s in scores],
             threshold=threshold,
         )
 
