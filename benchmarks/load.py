@@ -30,6 +30,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from promofilter.settings import DEFAULT_MODEL_BATCH_SIZE
 
@@ -193,11 +194,8 @@ def run_phase(url: str, phase: Phase, bodies, args: argparse.Namespace, duration
     return phase
 
 
-def offline_throughput(args: argparse.Namespace, segments: list[str]) -> float:
+def offline_throughput(model: Any, segments: list[str]) -> float:
     """Segments/s of ``pf.predict_proba`` over all the segments in one call (best of 3)."""
-    import promofilter
-
-    model = promofilter.load(args.model, threads=args.threads)
     return len(segments) / best_seconds(lambda: model.predict_proba(segments), 3)
 
 
@@ -207,7 +205,10 @@ def measure(args: argparse.Namespace) -> dict:
     bodies = request_bodies(segments, args.segments_per_request)
     # The machine is shared: offline throughput is taken before and after the load phases,
     # and the goal is checked against their mean.
-    offline_before = offline_throughput(args, segments)
+    import promofilter
+
+    offline_model = promofilter.load(args.model, threads=args.threads)
+    offline_before = offline_throughput(offline_model, segments)
     print(f"offline predict_proba: {offline_before:.1f} segments/s", file=sys.stderr)
     server_options = [
         "--max-batch-size",
@@ -222,15 +223,12 @@ def measure(args: argparse.Namespace) -> dict:
         run_phase(url, Phase("warm-up", 4), bodies, args, min(3.0, args.duration))
         for clients in args.clients:
             phases.append(run_phase(url, Phase("load", clients), bodies, args, args.duration))
-    offline_after = offline_throughput(args, segments)
+    offline_after = offline_throughput(offline_model, segments)
     print(f"offline predict_proba: {offline_after:.1f} segments/s", file=sys.stderr)
     overload_options = [*server_options, "--max-queued-segments", str(args.overload_queue)]
     with serving(args, *overload_options) as url:
         overload = Phase("over the queue limit", args.overload_clients)
         run_phase(url, overload, bodies, args, args.duration)
-    import promofilter
-
-    offline_model = promofilter.load(args.model, threads=args.threads)
     return {
         "date": time.strftime("%Y-%m-%d"),
         "machine": f"{platform.machine()}, {os.cpu_count()} CPUs",
