@@ -1,7 +1,9 @@
 """Whole documents: label each segment, split off trailing calls to action, strip promotion.
 
-:func:`analyze_documents` needs only a scoring function (texts in, P(promotional) out), so the
-rules here are tested with a stand-in scorer and run unchanged on the ONNX model.
+:func:`analyze_documents` needs only an encoding function (texts in, one row each out) and a
+head (:mod:`promofilter.context`) that turns rows into P(promotional), alone or beside the
+neighbouring segments; so the rules here are tested with a stand-in and run unchanged on the
+ONNX model.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+from promofilter.context import Head
 from promofilter.segment import Span, segment_spans, sentence_spans, trailing_split
 
 PROMOTIONAL = "promotional"
@@ -23,7 +26,7 @@ def label_of(score: float, threshold: float) -> str:
     return PROMOTIONAL if score >= threshold else FACTUAL
 
 
-ScoreFunction = Callable[[list[str]], np.ndarray]
+EncodeFunction = Callable[[list[str]], np.ndarray]
 
 
 @dataclass(frozen=True)
@@ -84,15 +87,21 @@ class Analysis:
         }
 
 
-class _ScoreCache:
-    """Collects the texts of one scoring round and keeps every score, never asking twice."""
+class _RowCache:
+    """Collects the texts of one encoding round and keeps every row, never asking twice.
 
-    def __init__(self) -> None:
+    Rows are what the head needs of a text (see :mod:`promofilter.context`); ``score`` is
+    the head's P(promotional) for the text on its own, which the splitting rules use.
+    """
+
+    def __init__(self, head: Head) -> None:
+        self._head = head
+        self._rows: dict[str, np.ndarray] = {}
         self._scores: dict[str, float] = {}
         self._wanted: dict[str, None] = {}
 
     def want(self, text: str) -> None:
-        if text not in self._scores:
+        if text not in self._rows:
             self._wanted[text] = None
 
     def take_wanted(self) -> list[str]:
@@ -100,11 +109,17 @@ class _ScoreCache:
         self._wanted.clear()
         return texts
 
-    def store(self, texts: list[str], scores: Sequence[float] | np.ndarray) -> None:
-        self._scores.update(zip(texts, (float(s) for s in scores), strict=True))
+    def store(self, texts: list[str], rows: np.ndarray) -> None:
+        rows = np.asarray(rows, dtype=np.float32).reshape(len(texts), -1)
+        scores = self._head.alone(rows)
+        for text, row, score in zip(texts, rows, scores, strict=True):
+            self._rows[text], self._scores[text] = row, float(score)
 
-    def __getitem__(self, text: str) -> float:
+    def score(self, text: str) -> float:
         return self._scores[text]
+
+    def rows(self, texts: Sequence[str]) -> np.ndarray:
+        return np.stack([self._rows[text] for text in texts])
 
 
 @dataclass
@@ -125,21 +140,25 @@ class _Paragraph:
         return self.sentences_span(start, stop).text(self.document)
 
 
-# Yields the texts of one scoring round, is sent their scores, returns the analyses.
-AnalysisSteps = Generator[list[str], Sequence[float] | np.ndarray, list[Analysis]]
+# Yields the texts of one encoding round, is sent their rows, returns the analyses.
+AnalysisSteps = Generator[list[str], np.ndarray, list[Analysis]]
 
 
-def analysis_steps(documents: Sequence[str], threshold: float) -> AnalysisSteps:
-    """The analysis of ``documents`` as scoring rounds, without doing any scoring itself.
+def analysis_steps(
+    documents: Sequence[str], head: Head, threshold: float, split_confidence: float = 0.0
+) -> AnalysisSteps:
+    """The analysis of ``documents`` as encoding rounds, without running any model itself.
 
     Each ``yield`` hands out the texts of one round (never empty, never a text twice) and
-    takes back their scores in the same order; the generator returns one :class:`Analysis`
-    per document. :func:`analyze_documents` drives it with a plain function; the HTTP service
-    drives it with its dynamic batcher, so both produce the same analyses.
+    takes back their rows (see :meth:`promofilter.PromoFilter.encode`) in the same order; the
+    generator returns one :class:`Analysis` per document. :func:`analyze_documents` drives it
+    with a plain function; the HTTP service drives it with its dynamic batcher, so both
+    produce the same analyses.
     """
-    cache = _ScoreCache()
+    cache = _RowCache(head)
+    split_bar = max(threshold, split_confidence)
 
-    def scoring_round():  # yields only when there is something to score
+    def scoring_round():  # yields only when there is something to encode
         texts = cache.take_wanted()
         if texts:
             cache.store(texts, (yield texts))
@@ -162,7 +181,7 @@ def analysis_steps(documents: Sequence[str], threshold: float) -> AnalysisSteps:
         p
         for found in paragraphs
         for p in found
-        if len(p.sentences) > 1 and cache[p.text(-1)] >= threshold
+        if len(p.sentences) > 1 and cache.score(p.text(-1)) >= split_bar
     ]
     for paragraph in candidates:
         for index in range(len(paragraph.sentences) - 1):
@@ -170,8 +189,10 @@ def analysis_steps(documents: Sequence[str], threshold: float) -> AnalysisSteps:
     yield from scoring_round()
 
     for paragraph in candidates:
-        sentence_scores = [cache[paragraph.text(i, i + 1)] for i in range(len(paragraph.sentences))]
-        paragraph.split = trailing_split(sentence_scores, threshold)
+        sentence_scores = [
+            cache.score(paragraph.text(i, i + 1)) for i in range(len(paragraph.sentences))
+        ]
+        paragraph.split = trailing_split(sentence_scores, split_bar)
         if paragraph.split is not None:
             cache.want(paragraph.text(0, paragraph.split))
             cache.want(paragraph.text(paragraph.split))
@@ -179,29 +200,41 @@ def analysis_steps(documents: Sequence[str], threshold: float) -> AnalysisSteps:
 
     results = []
     for document, found in zip(documents, paragraphs, strict=True):
-        segments: list[SegmentResult] = []
-        for paragraph in found:
-            parts = [paragraph.span]
-            if paragraph.split is not None:
-                head = paragraph.sentences_span(0, paragraph.split)
-                tail = paragraph.sentences_span(paragraph.split)
-                if cache[head.text(document)] < threshold <= cache[tail.text(document)]:
-                    parts = [head, tail]
-            for part in parts:
-                text = part.text(document)
-                value = cache[text]
-                label = label_of(value, threshold)
-                segments.append(SegmentResult(part.start, part.end, text, label, value))
-        results.append(Analysis(document, tuple(segments), threshold))
+        whole = head.in_document(cache.rows([p.text() for p in found])) if found else []
+        parts: list[Span] = []
+        for index, paragraph in enumerate(found):
+            # inside a promotional run a paragraph is promotional whole, even where its first
+            # sentences read neutral on their own ("Die neusten Zahlen sprechen eine klare
+            # Sprache: ..."); a trailing call to action is split off after factual text only
+            after_factual = index == 0 or whole[index - 1] < threshold
+            if paragraph.split is not None and after_factual:
+                head_span = paragraph.sentences_span(0, paragraph.split)
+                tail_span = paragraph.sentences_span(paragraph.split)
+                head_score = cache.score(head_span.text(document))
+                if head_score < threshold and split_bar <= cache.score(tail_span.text(document)):
+                    parts += [head_span, tail_span]
+                    continue
+            parts.append(paragraph.span)
+        texts = [part.text(document) for part in parts]
+        scores = head.in_document(cache.rows(texts)) if texts else []
+        segments = tuple(
+            SegmentResult(part.start, part.end, text, label_of(score, threshold), float(score))
+            for part, text, score in zip(parts, texts, scores, strict=True)
+        )
+        results.append(Analysis(document, segments, threshold))
     return results
 
 
 def analyze_documents(
-    documents: Sequence[str], score: ScoreFunction, threshold: float
+    documents: Sequence[str],
+    encode: EncodeFunction,
+    head: Head,
+    threshold: float,
+    split_confidence: float = 0.0,
 ) -> list[Analysis]:
     """Label the segments of each document; see :func:`promofilter.segment.trailing_split`.
 
-    Scoring runs in three batched rounds over all documents, so a multi-sentence paragraph
+    Encoding runs in three batched rounds over all documents, so a multi-sentence paragraph
     costs little more than the paragraph itself unless it ends on a promotional sentence:
 
     1. every segment (paragraph or stand-alone line) and the last sentence of each segment
@@ -209,15 +242,18 @@ def analyze_documents(
     2. the other sentences of segments whose last sentence is promotional;
     3. head and tail of each candidate split, as whole texts.
 
-    A split is kept when the head scores below ``threshold`` and the tail at or above it; the
-    segment then becomes a factual and a promotional result. Every result's score is the
-    model's score of exactly its text, and its label is that score against ``threshold``.
+    These rounds decide on each text's score on its own. A split is kept when the head scores
+    below ``threshold``, the tail at or above both ``threshold`` and ``split_confidence``, and
+    the paragraph does not follow a promotional one (scored whole, in context); the segment
+    then becomes two. A sentence read alone is easily misjudged, hence the separate bar for
+    the tail. Once the segments are settled, each is scored by ``head`` beside its neighbours
+    in the document, and its label is that score against ``threshold``.
     """
-    steps = analysis_steps(documents, threshold)
+    steps = analysis_steps(documents, head, threshold, split_confidence)
     try:
         texts = next(steps)
         while True:
-            texts = steps.send(score(texts))
+            texts = steps.send(encode(texts))
     except StopIteration as finished:
         return finished.value
 

@@ -2,7 +2,8 @@
 
 Requests put their texts into one queue on the event loop. A single worker task takes up to
 ``max_batch_size`` texts, waiting at most ``max_wait_ms`` after the oldest of them arrived for
-more to come, and scores them with one ``predict_proba`` call in a single-thread executor, so
+more to come, and runs the model on them in one call (the service passes
+:meth:`promofilter.PromoFilter.encode`) in a single-thread executor, so
 inference runs off the event loop while ONNX Runtime keeps its own threads busy. The queue is
 bounded in segments: a request that would push it past ``max_queued`` is refused with
 :class:`QueueFull` (the service answers 429), unless the queue is empty, so that any request
@@ -20,7 +21,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-ScoreFunction = Callable[[list[str]], np.ndarray]
+# texts in, one result per text out (a score or a row): the first axis follows the texts
+BatchFunction = Callable[[list[str]], np.ndarray]
 # Called once per model call with its number of texts and its wall time in seconds.
 BatchObserver = Callable[[int, float], None]
 
@@ -42,16 +44,17 @@ class BatcherStopped(Exception):
 @dataclass(eq=False)
 class _Item:
     text: str
-    future: asyncio.Future[float]
+    future: asyncio.Future[np.ndarray]
     arrived: float = field(default_factory=time.monotonic)
 
 
 class DynamicBatcher:
-    """Score texts from many coroutines in shared batches; see the module docstring."""
+    """Run texts from many coroutines through the model in shared batches; see the module
+    docstring."""
 
     def __init__(
         self,
-        score: ScoreFunction,
+        model_call: BatchFunction,
         max_batch_size: int = 64,
         max_wait_ms: float = 5.0,
         max_queued: int = 2048,
@@ -62,7 +65,7 @@ class DynamicBatcher:
                 "max_batch_size and max_queued must be at least 1 and max_wait_ms at least 0, "
                 f"got {max_batch_size}, {max_queued} and {max_wait_ms}"
             )
-        self._score = score
+        self._model_call = model_call
         self.max_batch_size = max_batch_size
         self.max_wait = max_wait_ms / 1000
         self.max_queued = max_queued
@@ -109,8 +112,8 @@ class DynamicBatcher:
             self._executor.shutdown(wait=True)
             self._executor = None
 
-    async def score(self, texts: Sequence[str]) -> np.ndarray:
-        """P(promotional) per text, float32 in input order, as ``predict_proba`` gives it.
+    async def run(self, texts: Sequence[str]) -> np.ndarray:
+        """The model's result per text in input order, as one call on ``texts`` gives it.
 
         Raises :class:`QueueFull` when the queue cannot take the texts now and
         :class:`BatcherStopped` when the batcher is not running. Cancelling the caller (a
@@ -127,11 +130,11 @@ class DynamicBatcher:
         self._queue.extend(items)
         self._arrived.set()
         try:
-            scores = await asyncio.gather(*(item.future for item in items))
+            results = await asyncio.gather(*(item.future for item in items))
         except BaseException:
             self._discard(items)
             raise
-        return np.asarray(scores, dtype=np.float32)
+        return np.asarray(results, dtype=np.float32)
 
     def _discard(self, items: list[_Item]) -> None:
         for item in items:
@@ -179,7 +182,7 @@ class DynamicBatcher:
             texts = [item.text for item in batch]
             started = time.perf_counter()
             try:
-                scores = await loop.run_in_executor(self._executor, self._score, texts)
+                results = await loop.run_in_executor(self._executor, self._model_call, texts)
             except Exception as error:  # the model failed: every caller in the batch hears it
                 for item in batch:
                     if not item.future.done():
@@ -187,6 +190,6 @@ class DynamicBatcher:
                 continue
             if self._observe_batch is not None:
                 self._observe_batch(len(batch), time.perf_counter() - started)
-            for item, value in zip(batch, scores, strict=True):
+            for item, value in zip(batch, results, strict=True):
                 if not item.future.done():
-                    item.future.set_result(float(value))
+                    item.future.set_result(value)

@@ -1,8 +1,9 @@
 """Loading a model directory and scoring texts with ONNX Runtime.
 
 A model directory holds ``model.onnx`` (inputs ``input_ids`` and ``attention_mask``, output
-``logits``), ``tokenizer.json`` and ``config.json`` (labels, ``max_length``, ``threshold``,
-the sha256 of model.onnx). Nothing here imports torch.
+``logits``, and ``embeddings`` when there is a context head), ``tokenizer.json``,
+``config.json`` (labels, ``max_length``, ``threshold``, the sha256 of model.onnx) and
+optionally ``context_head.json`` (:mod:`promofilter.context`). Nothing here imports torch.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from typing import Any
 
 import numpy as np
 from promofilter.analyze import PROMOTIONAL, Analysis, analyze_documents, label_of
+from promofilter.context import CONTEXT_HEAD_FILE, ContextHead, Head, SegmentOnly
 
 MODEL_FILE = "model.onnx"
 TOKENIZER_FILE = "tokenizer.json"
@@ -56,6 +58,8 @@ class ModelConfig:
     max_length: int
     threshold: float
     model_sha256: str | None
+    context_head_sha256: str | None
+    split_confidence: float
     pad_token_id: int
     raw: dict[str, Any]
 
@@ -78,6 +82,8 @@ class ModelConfig:
             max_length=int(raw["max_length"]),
             threshold=float(raw["threshold"]),
             model_sha256=raw.get("model_sha256"),
+            context_head_sha256=raw.get("context_head_sha256"),
+            split_confidence=float(raw.get("split_confidence", 0.0)),
             pad_token_id=int(raw.get("pad_token_id", 0)),
             raw=raw,
         )
@@ -237,6 +243,34 @@ class PromoFilter:
         )
         runtime = _runtime(model_file, tokenizer_file, self.threads)
         self.session, self.tokenizer = runtime.session, runtime.tokenizer
+        self.head: Head = self._load_head(verify)
+        # how sure a paragraph's trailing sentences must be, read alone, to be split off
+        # (see promofilter.analyze.analyze_documents); chosen on dev by the build
+        self.split_confidence = self.config.split_confidence
+        if isinstance(self.head, ContextHead):
+            shapes = {o.name: o.shape for o in self.session.get_outputs()}
+            width = shapes["embeddings"][-1] if "embeddings" in shapes else None
+            if "embeddings" not in shapes or (isinstance(width, int) and width != self.head.dim):
+                raise ModelLoadError(
+                    f"{model_file}: {CONTEXT_HEAD_FILE} needs an output 'embeddings' of width "
+                    f"{self.head.dim}; the graph's outputs are {shapes}. Rebuild the model with "
+                    "`python -m training build-default`."
+                )
+
+    def _load_head(self, verify: bool) -> Head:
+        head_file = self.path / CONTEXT_HEAD_FILE
+        if not head_file.is_file():
+            return SegmentOnly()
+        expected = self.config.context_head_sha256
+        if verify and expected and sha256_of(head_file) != expected:
+            raise ModelLoadError(
+                f"{head_file}: sha256 does not match context_head_sha256 in {CONFIG_FILE}; the "
+                "file was changed or damaged. Reinstall promofilter or rebuild the model."
+            )
+        try:
+            return ContextHead.load(head_file)
+        except ValueError as error:
+            raise ModelLoadError(str(error)) from error
 
     @property
     def threshold(self) -> float:
@@ -305,29 +339,75 @@ class PromoFilter:
             yield chosen, {"input_ids": input_ids, "attention_mask": attention_mask}
             start = stop
 
-    def _score_chunk(self, texts: list[str]) -> np.ndarray:
+    def _rows_of_chunk(self, texts: list[str], embeddings: bool) -> np.ndarray:
         owners: list[int] = []
         encoded: list[list[int]] = []
         for owner, encoding in enumerate(self.tokenizer.encode_batch(texts)):
             for window in windows(encoding.ids, self.config.max_length):
                 owners.append(owner)
                 encoded.append(window)
+        outputs = ["logits", "embeddings"] if embeddings else ["logits"]
         window_scores = np.zeros(len(encoded), dtype=np.float32)
+        window_rows: np.ndarray | None = None
         for chosen, feed in self._batches(encoded):
-            probabilities = softmax(self.session.run(["logits"], feed)[0])
-            window_scores[chosen] = probabilities[:, self._promotional_index]
-        scores = np.zeros(len(texts), dtype=np.float32)
-        np.maximum.at(scores, np.asarray(owners, dtype=np.intp), window_scores)
-        return scores
+            results = self.session.run(outputs, feed)
+            window_scores[chosen] = softmax(results[0])[:, self._promotional_index]
+            if embeddings:
+                if window_rows is None:
+                    window_rows = np.zeros((len(encoded), results[1].shape[1]), np.float32)
+                window_rows[chosen] = results[1]
+        if window_rows is None:
+            window_rows = window_scores[:, None]
+        # a long text is represented by its most promotional window, so that a call to action
+        # at the end of a long text is not averaged away
+        best = np.zeros(len(texts), dtype=np.intp)
+        best_score = np.full(len(texts), -np.inf, dtype=np.float32)
+        for index, (owner, score) in enumerate(zip(owners, window_scores, strict=True)):
+            if score > best_score[owner]:
+                best[owner], best_score[owner] = index, score
+        return window_rows[best]
+
+    def encode(self, texts: str | Sequence[str]) -> np.ndarray:
+        """What the model's head needs of each text, shape ``(n, k)``: the pooled embedding
+        (models with a context head, see :mod:`promofilter.context`) or P(promotional) as a
+        single column (models without). :attr:`head` turns rows into scores, alone or in
+        context; the HTTP service batches this call across requests."""
+        return self._rows(texts, embeddings=isinstance(self.head, ContextHead))
+
+    def embed(self, texts: str | Sequence[str]) -> np.ndarray:
+        """The encoder's pooled embedding per text, shape ``(n, hidden)``; needs a graph with
+        an ``embeddings`` output (every model built since the context head was added)."""
+        if not any(o.name == "embeddings" for o in self.session.get_outputs()):
+            raise ModelLoadError(
+                f"{self.path / MODEL_FILE} has no 'embeddings' output; rebuild the model with "
+                "`python -m training build-default`"
+            )
+        return self._rows(texts, embeddings=True)
+
+    def _rows(self, texts: str | Sequence[str], embeddings: bool) -> np.ndarray:
+        texts = _as_texts(texts)
+        chunk = self.batch_size * _BATCHES_PER_CHUNK
+        parts = [
+            self._rows_of_chunk(texts[i : i + chunk], embeddings)
+            for i in range(0, len(texts), chunk)
+        ]
+        if parts:
+            return np.concatenate(parts)
+        return np.zeros((0, self.head.dim if embeddings else 1), dtype=np.float32)
 
     def predict_proba(self, texts: str | Sequence[str]) -> np.ndarray:
         """P(promotional) per text as float32, shape ``(n,)``; one string counts as a list of
-        one. A text longer than the model's window gets the highest score of its overlapping
-        windows: a call to action at the end of a long text is not cut off."""
-        texts = _as_texts(texts)
-        chunk = self.batch_size * _BATCHES_PER_CHUNK
-        parts = [self._score_chunk(texts[i : i + chunk]) for i in range(0, len(texts), chunk)]
-        return np.concatenate(parts) if parts else np.zeros(0, dtype=np.float32)
+        one. Each text is scored on its own, as a document of one segment. A text longer than
+        the model's window is scored by its most promotional window, never truncated."""
+        return self.head.alone(self.encode(texts))
+
+    def predict_proba_in_context(self, segments: Sequence[str]) -> np.ndarray:
+        """P(promotional) for the segments of one document, given in reading order: each is
+        scored beside its neighbours (for a model with a context head; otherwise exactly as
+        :meth:`predict_proba`). :meth:`analyze` scores its segments this way."""
+        if isinstance(segments, str):
+            raise TypeError("predict_proba_in_context takes a document's segments as a list")
+        return self.head.in_document(self.encode(segments))
 
     def predict(self, texts: str | Sequence[str], threshold: float | None = None) -> list[str]:
         """``"promotional"`` or ``"factual"`` per text, at ``threshold`` (default: the
@@ -353,7 +433,9 @@ class PromoFilter:
         if isinstance(documents, str):
             raise TypeError("analyze_many takes a list of documents; use analyze for one")
         cut = self.threshold if threshold is None else _check_threshold(threshold)
-        return analyze_documents(list(documents), self.predict_proba, cut)
+        return analyze_documents(
+            list(documents), self.encode, self.head, cut, self.split_confidence
+        )
 
     def analyze(self, document: str, threshold: float | None = None) -> Analysis:
         """Label each segment (paragraph, stand-alone line, or a trailing call to action split

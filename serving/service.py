@@ -23,6 +23,8 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Annotated, Any, Literal
 
+import numpy as np
+
 try:
     from fastapi import FastAPI, Request
     from fastapi.exception_handlers import http_exception_handler
@@ -346,7 +348,7 @@ def create_app(settings: Settings | None = None, loader: ModelLoader = load_mode
         try:
             model = await loop.run_in_executor(None, loader, settings)
             batcher = DynamicBatcher(
-                model.predict_proba,
+                model.encode,
                 max_batch_size=settings.max_batch_size,
                 max_wait_ms=settings.max_wait_ms,
                 max_queued=settings.max_queued_segments,
@@ -354,7 +356,7 @@ def create_app(settings: Settings | None = None, loader: ModelLoader = load_mode
             )
             batcher.start()
             state.model, state.batcher = model, batcher
-            await batcher.score(WARM_UP_TEXTS)
+            await batcher.run(WARM_UP_TEXTS)
         except Exception as error:
             state.failure = f"{type(error).__name__}: {error}"
             logger.error("the model could not be loaded: %s", state.failure)
@@ -421,10 +423,10 @@ def create_app(settings: Settings | None = None, loader: ModelLoader = load_mode
             raise _Unavailable(503, "the model is still loading", RETRY_AFTER_SECONDS)
         return state.batcher
 
-    async def score(texts: list[str]) -> Any:
+    async def encode(texts: list[str]) -> np.ndarray:
         batcher = batcher_or_503()
         try:
-            return await batcher.score(texts)
+            return await batcher.run(texts)
         except QueueFull as full:
             raise _Unavailable(429, f"too busy: {full}; retry later", RETRY_AFTER_SECONDS) from full
         except BatcherStopped as stopped:
@@ -435,11 +437,13 @@ def create_app(settings: Settings | None = None, loader: ModelLoader = load_mode
         return state.model.threshold if requested is None else requested
 
     async def analyze(document: str, threshold: float) -> Analysis:
-        steps = analysis_steps([document], threshold)
+        model = state.model
+        assert model is not None
+        steps = analysis_steps([document], model.head, threshold, model.split_confidence)
         try:
             texts = next(steps)
             while True:
-                texts = steps.send(await score(texts))
+                texts = steps.send(await encode(texts))
         except StopIteration as finished:
             return finished.value[0]
 
@@ -472,7 +476,9 @@ def create_app(settings: Settings | None = None, loader: ModelLoader = load_mode
                 }
             ]
             raise RequestValidationError(detail)
-        scores = await score(request.texts)
+        rows = await encode(request.texts)
+        assert state.model is not None
+        scores = state.model.head.alone(rows)
         threshold = threshold_of(request.threshold)
         return ClassifyResponse(
             results=[TextScore(score=float(s), label=label_of(s, threshold)) for s in scores],

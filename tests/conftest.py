@@ -61,12 +61,18 @@ def keyword_model(model_dir, monkeypatch):
     """The smoke model with a keyword scorer, so that labels in the command's output are known."""
     import promofilter
     from promofilter import cli
+    from promofilter.context import SegmentOnly
 
     model = promofilter.load(model_dir, threshold=0.5)
-    model.predict_proba = lambda texts: np.array(
-        [0.9 if PROMO.search(t) else 0.1 for t in ([texts] if isinstance(texts, str) else texts)],
+    # rows that are the scores themselves, read by the head of a model without context
+    model.head = SegmentOnly()
+    model.encode = lambda texts: np.array(
+        [
+            [0.9] if PROMO.search(t) else [0.1]
+            for t in ([texts] if isinstance(texts, str) else texts)
+        ],
         dtype=np.float32,
-    )
+    ).reshape(-1, 1)
     monkeypatch.setattr(cli, "_load", lambda args: model)
     return model
 

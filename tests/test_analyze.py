@@ -1,6 +1,7 @@
 """Document analysis and cleaning, with a keyword stand-in for the model.
 
-The smoke model is random, so the rules are tested with a scorer whose answers are known;
+The smoke model is random, so the rules are tested with a scorer whose answers are known
+(its rows are the scores themselves, read by the head of a model without context);
 tests/test_model_runtime.py runs the same code on the ONNX model.
 """
 
@@ -13,6 +14,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 from promofilter.analyze import Analysis, analyze_documents, remove_spans
+from promofilter.context import ContextHead, SegmentOnly
 from promofilter.segment import Span, segment_spans
 
 PROMO = re.compile(r"Gratis|Hier weiterlesen|Jetzt|Kaufen oder verkaufen|Dringend")
@@ -30,7 +32,7 @@ class KeywordScorer:
 
 
 def analyze(document: str, scorer=None, threshold: float = 0.5) -> Analysis:
-    return analyze_documents([document], scorer or KeywordScorer(), threshold)[0]
+    return analyze_documents([document], scorer or KeywordScorer(), SegmentOnly(), threshold)[0]
 
 
 def test_segments_are_labelled_with_offsets_into_the_document():
@@ -94,7 +96,7 @@ def test_scoring_runs_in_at_most_three_batched_rounds_and_never_twice():
         "Titel\n\nEin Satz. Noch ein Satz.\n\nEins. Zwei. Jetzt kaufen!",
         "Titel\n\nFaktisch.",
     ]
-    analyze_documents(documents, scorer, 0.5)
+    analyze_documents(documents, scorer, SegmentOnly(), 0.5)
     assert len(scorer.calls) == 3
     texts = [t for call in scorer.calls for t in call]
     assert len(texts) == len(set(texts))
@@ -102,6 +104,55 @@ def test_scoring_runs_in_at_most_three_batched_rounds_and_never_twice():
     assert "Ein Satz." not in texts and "Noch ein Satz." in texts
     assert scorer.calls[1] == ["Eins.", "Zwei."]
     assert scorer.calls[2] == ["Eins. Zwei."]  # the tail is the last sentence, already scored
+
+
+# rows are the keyword scores (0.9 or 0.1); logit = 10 * own + 10 * next - 8.5: promotional
+# on its own, or factual but followed by something promotional
+LEADS_INTO_PROMOTION = ContextHead(np.array([10.0, 0.0, 0.0, 10.0, 0.0]), bias=-8.5)
+
+
+def test_a_context_head_scores_each_segment_beside_its_neighbours():
+    document = "Der Kurs stieg.\n\nAlibaba: was tun?\n\nHier weiterlesen..."
+    alone = analyze_documents([document], KeywordScorer(), SegmentOnly(), 0.5)[0]
+    in_context = analyze_documents([document], KeywordScorer(), LEADS_INTO_PROMOTION, 0.5)[0]
+    assert [s.label for s in alone.segments] == ["factual", "factual", "promotional"]
+    assert [s.label for s in in_context.segments] == ["factual", "promotional", "promotional"]
+    assert in_context.segments[1].score == pytest.approx(1 / (1 + np.exp(-1.5)), abs=1e-6)
+    assert in_context.clean() == "Der Kurs stieg."
+
+
+def test_a_context_head_sees_the_segments_after_a_split_not_the_paragraphs():
+    # the split-off tail is the neighbour of the factual head: "Eins. Zwei." leads into it
+    analysis = analyze_documents(
+        ["Eins. Zwei. Jetzt kaufen!"], KeywordScorer(), LEADS_INTO_PROMOTION, 0.5
+    )[0]
+    assert [(s.text, s.label) for s in analysis.segments] == [
+        ("Eins. Zwei.", "promotional"),
+        ("Jetzt kaufen!", "promotional"),
+    ]
+
+
+def test_a_paragraph_after_a_promotional_one_is_not_split():
+    # "Zahlen. Jetzt kaufen!" would be split after factual text; after a teaser it stays whole
+    document = "Gratis-Report: was tun?\n\nDie Zahlen sind da. Jetzt kaufen!"
+    analysis = analyze(document)
+    assert [(s.text, s.label) for s in analysis.segments] == [
+        ("Gratis-Report: was tun?", "promotional"),
+        ("Die Zahlen sind da. Jetzt kaufen!", "promotional"),
+    ]
+    after_factual = analyze("Der Kurs stieg.\n\nDie Zahlen sind da. Jetzt kaufen!")
+    assert [s.text for s in after_factual.segments][1:] == ["Die Zahlen sind da.", "Jetzt kaufen!"]
+
+
+def test_split_confidence_is_the_bar_a_trailing_sentence_must_reach():
+    document = "Der Umsatz stieg. Jetzt kaufen!"
+
+    def texts(bar: float) -> list[str]:
+        analysis = analyze_documents([document], KeywordScorer(), SegmentOnly(), 0.5, bar)[0]
+        return [s.text for s in analysis.segments]
+
+    assert texts(0.0) == texts(0.85) == ["Der Umsatz stieg.", "Jetzt kaufen!"]
+    assert texts(0.95) == [document]  # the keyword scorer gives the tail 0.9
 
 
 def test_threshold_decides_labels():
@@ -120,7 +171,7 @@ def test_empty_and_blank_documents():
 
 def test_analyze_rejects_non_strings_naming_the_index():
     with pytest.raises(TypeError, match=r"documents\[1\] is bytes"):
-        analyze_documents(["ok", b"bytes"], KeywordScorer(), 0.5)
+        analyze_documents(["ok", b"bytes"], KeywordScorer(), SegmentOnly(), 0.5)
 
 
 def test_cleaning_the_seed_article_keeps_the_first_15_lines_exactly(seed_article):

@@ -39,7 +39,7 @@ def test_concurrent_requests_share_one_model_call_off_the_event_loop():
         batcher = DynamicBatcher(scorer, max_batch_size=64, max_wait_ms=200)
         batcher.start()
         results = await asyncio.gather(
-            batcher.score(["a", "bb"]), batcher.score(["ccc"]), batcher.score(["dddd", "e"])
+            batcher.run(["a", "bb"]), batcher.run(["ccc"]), batcher.run(["dddd", "e"])
         )
         await batcher.stop()
         return results, threading.get_ident()
@@ -61,7 +61,7 @@ def test_a_batch_holds_at_most_max_batch_size_texts():
     async def main():
         batcher = DynamicBatcher(scorer, max_batch_size=3, max_wait_ms=50)
         batcher.start()
-        scores = await batcher.score([f"t{i}" for i in range(8)])
+        scores = await batcher.run([f"t{i}" for i in range(8)])
         await batcher.stop()
         return scores
 
@@ -76,7 +76,7 @@ def test_a_lone_text_waits_at_most_max_wait():
         batcher = DynamicBatcher(scorer, max_batch_size=64, max_wait_ms=100)
         batcher.start()
         started = time.monotonic()
-        await batcher.score(["allein"])
+        await batcher.run(["allein"])
         waited = time.monotonic() - started
         await batcher.stop()
         return waited
@@ -94,11 +94,11 @@ def test_a_full_queue_refuses_more_segments_but_an_empty_one_takes_any_request()
         batcher = DynamicBatcher(scorer, max_batch_size=1, max_wait_ms=0, max_queued=3)
         batcher.start()
         # larger than the limit, but the queue is empty: taken
-        first = asyncio.ensure_future(batcher.score(["a", "b", "c", "d"]))
+        first = asyncio.ensure_future(batcher.run(["a", "b", "c", "d"]))
         while batcher.queued != 3:  # one text went into the (blocked) model call
             await asyncio.sleep(0.01)
         with pytest.raises(QueueFull) as refused:
-            await batcher.score(["e"])
+            await batcher.run(["e"])
         gate.set()
         scores = await first
         await batcher.stop()
@@ -117,11 +117,11 @@ def test_a_cancelled_request_leaves_the_queue():
     async def main():
         batcher = DynamicBatcher(scorer, max_batch_size=1, max_wait_ms=0)
         batcher.start()
-        blocker = asyncio.ensure_future(batcher.score(["im Modell"]))
+        blocker = asyncio.ensure_future(batcher.run(["im Modell"]))
         while not scorer.threads:
             await asyncio.sleep(0.01)
         with pytest.raises(asyncio.TimeoutError):
-            await asyncio.wait_for(batcher.score(["x", "y"]), 0.05)
+            await asyncio.wait_for(batcher.run(["x", "y"]), 0.05)
         queued_after_timeout = batcher.queued
         gate.set()
         await blocker
@@ -145,9 +145,9 @@ def test_a_model_error_reaches_every_caller_of_the_batch_and_the_batcher_goes_on
         batcher = DynamicBatcher(flaky, max_batch_size=8, max_wait_ms=50)
         batcher.start()
         failed = await asyncio.gather(
-            batcher.score(["a"]), batcher.score(["b"]), return_exceptions=True
+            batcher.run(["a"]), batcher.run(["b"]), return_exceptions=True
         )
-        after = await batcher.score(["c"])
+        after = await batcher.run(["c"])
         await batcher.stop()
         return failed, after
 
@@ -162,11 +162,11 @@ def test_stop_scores_what_is_queued_then_refuses():
     async def main():
         batcher = DynamicBatcher(scorer, max_batch_size=64, max_wait_ms=300)
         batcher.start()
-        pending = asyncio.ensure_future(batcher.score(["noch da"]))
+        pending = asyncio.ensure_future(batcher.run(["noch da"]))
         await asyncio.sleep(0.01)
         await batcher.stop()
         with pytest.raises(BatcherStopped):
-            await batcher.score(["zu spät"])
+            await batcher.run(["zu spät"])
         return await pending
 
     assert run(main()).tolist() == pytest.approx([0.007])
@@ -183,7 +183,7 @@ def test_stop_does_not_wait_out_max_wait():
     async def main():
         batcher = DynamicBatcher(scorer, max_batch_size=64, max_wait_ms=10_000)
         batcher.start()
-        pending = asyncio.ensure_future(batcher.score(["wartet"]))
+        pending = asyncio.ensure_future(batcher.run(["wartet"]))
         await asyncio.sleep(0.05)
         started = time.monotonic()
         await batcher.stop()
@@ -192,3 +192,21 @@ def test_stop_does_not_wait_out_max_wait():
     scores, took = run(main())
     assert scores.tolist() == pytest.approx([0.006])
     assert took < 5
+
+
+def test_rows_go_back_to_the_text_they_belong_to():
+    """The service batches ``encode``, whose result is a row per text, not a number."""
+
+    def rows(texts: list[str]) -> np.ndarray:
+        return np.array([[len(t), len(t) * 10] for t in texts], dtype=np.float32)
+
+    async def main():
+        batcher = DynamicBatcher(rows, max_batch_size=64, max_wait_ms=100)
+        batcher.start()
+        results = await asyncio.gather(batcher.run(["a", "bbb"]), batcher.run(["cc"]))
+        await batcher.stop()
+        return results
+
+    first, second = run(main())
+    assert first.tolist() == [[1, 10], [3, 30]]
+    assert second.tolist() == [[2, 20]]

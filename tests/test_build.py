@@ -13,6 +13,7 @@ torch = pytest.importorskip("torch", reason="needs the 'train' extra")
 
 import promofilter  # noqa: E402
 
+from training.build import SPLIT_CONFIDENCE_GRID  # noqa: E402
 from training.corpus import labeled_segments, read_documents  # noqa: E402
 from training.evaluate import SPLITS_DIR  # noqa: E402
 from training.modeling import PromoClassifier, classifier_config, student_from_teacher  # noqa: E402
@@ -29,10 +30,15 @@ def test_smoke_build_writes_a_complete_model_directory(smoke_build: Path) -> Non
     assert sorted(p.name for p in model_dir.iterdir()) == [
         "README.md",
         "config.json",
+        "context_head.json",
         "model.onnx",
         "tokenizer.json",
     ]
     config = json.loads((model_dir / "config.json").read_text())
+    assert config["context_head_sha256"] == promofilter.model.sha256_of(
+        model_dir / "context_head.json"
+    )
+    assert config["split_confidence"] in SPLIT_CONFIDENCE_GRID
     assert config["id2label"] == {"0": "factual", "1": "promotional"}
     assert config["model_sha256"] == promofilter.model.sha256_of(model_dir / "model.onnx")
     assert 0.0 < config["threshold"] <= 1.0
@@ -171,3 +177,22 @@ def test_padding_does_not_change_the_mean_pooled_score() -> None:
         mask = torch.tensor([[1, 1, 1, 1, 0, 0]])
         with_pad = model(input_ids=padded, attention_mask=mask).logits
     assert torch.allclose(alone, with_pad, atol=1e-6)
+
+
+def test_the_exported_embeddings_are_the_students_pooled_output(smoke_build: Path) -> None:
+    import torch
+    from promofilter.model import create_session
+
+    from training.build import _load_tokenizer
+
+    work = smoke_build / "work"
+    student_dir = next(p for p in work.glob("student-*") if not p.name.endswith("-run"))
+    student = PromoClassifier.from_pretrained(student_dir).eval()
+    batch = _load_tokenizer(student_dir)(TEXTS, padding=True, return_tensors="np")
+    feed = {name: batch[name].astype(np.int64) for name in ("input_ids", "attention_mask")}
+    session = create_session(work / "onnx" / "model.fp32.onnx", threads=1)
+    embeddings = session.run(["embeddings"], feed)[0]
+    with torch.no_grad():
+        pooled = student.pooled(*(torch.from_numpy(feed[n]) for n in feed)).numpy()
+    assert embeddings.shape == (len(TEXTS), student.config.hidden_size)
+    np.testing.assert_allclose(embeddings, pooled, atol=1e-4)

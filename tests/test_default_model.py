@@ -22,10 +22,10 @@ MODEL_DIR = Path(__file__).resolve().parents[1] / "models" / "default"
 TEST_SHA256 = "770ef32676b32c202a57d4fd48b3c0d232b2ef4f2504292954a73c25c4ba2f7e"
 HARD_SHA256 = "1fd1fa4a7e6c14ca38438b4f5554bb9f7c4552435751d235af6511ab94861ab0"
 # Regression floors, just below what the shipped model measured (its model card):
-# test F1 0.894, hard-subset F1 0.890, character F1 0.806.
-F1_FLOOR_TEST = 0.885
+# test F1 0.909, hard-subset F1 0.888, character F1 0.879.
+F1_FLOOR_TEST = 0.90
 F1_FLOOR_HARD = 0.88
-CHAR_F1_FLOOR = 0.795
+CHAR_F1_FLOOR = 0.87
 # The targets of issue 3, not reached yet: strict xfail, so reaching one fails the run
 # until its floor above is raised to it.
 F1_TARGET_TEST = 0.97
@@ -56,7 +56,13 @@ def test_evaluation_data_is_the_pinned_data() -> None:
 def test_the_default_model_is_what_load_finds_and_is_small() -> None:
     assert promofilter.model.default_model_path().resolve() == MODEL_DIR.resolve()
     files = sorted(p.name for p in MODEL_DIR.iterdir() if p.name != "__pycache__")
-    assert files == ["README.md", "config.json", "model.onnx", "tokenizer.json"]
+    assert files == [
+        "README.md",
+        "config.json",
+        "context_head.json",
+        "model.onnx",
+        "tokenizer.json",
+    ]
     assert sum(p.stat().st_size for p in MODEL_DIR.iterdir()) <= MAX_MODEL_MB * 1024 * 1024
 
 
@@ -64,6 +70,7 @@ def test_config_records_provenance_of_the_shipped_files() -> None:
     config = json.loads((MODEL_DIR / "config.json").read_text())
     assert config["model_sha256"] == sha256_file(MODEL_DIR / "model.onnx")
     assert config["tokenizer_sha256"] == sha256_file(MODEL_DIR / "tokenizer.json")
+    assert config["context_head_sha256"] == sha256_file(MODEL_DIR / "context_head.json")
     assert config["training"]["train_split_sha256"] == sha256_file(SPLITS_DIR / "train.jsonl")
     assert config["metrics"]["test"]["data_sha256"] == TEST_SHA256
     assert config["base_model"].startswith("intfloat/multilingual-e5-small")
@@ -113,7 +120,6 @@ def test_no_factual_line_of_the_seed_article_is_flagged(model, seed_article) -> 
     assert {text.count("\n", 0, s.start) + 1 for s in flagged} <= SEED_PROMOTIONAL_LINES
 
 
-@pytest.mark.xfail(strict=True, reason=NOT_YET)
 def test_the_seed_article_has_exactly_its_three_promotional_lines_flagged(model, seed_article):
     text = seed_article.read_text(encoding="utf-8")
     analysis = model.analyze(text)

@@ -62,19 +62,20 @@ def serving(
 
 
 class RecordingModel:
-    """A loaded model whose ``predict_proba`` records each call; with ``gate`` each call
-    waits for the gate to open (a slow model). Everything else is the real model's."""
+    """A loaded model whose ``encode`` (what the batcher calls) records each call; with
+    ``gate`` each call waits for the gate to open (a slow model). Everything else is the real
+    model's."""
 
     def __init__(self, model: PromoFilter, gate: threading.Event | None = None) -> None:
         self.model = model
         self.gate = gate
         self.calls: list[list[str]] = []
 
-    def predict_proba(self, texts: list[str]) -> np.ndarray:
+    def encode(self, texts: list[str]) -> np.ndarray:
         if self.gate is not None:
             assert self.gate.wait(30), "the test never opened the gate"
         self.calls.append(list(texts))
-        return self.model.predict_proba(texts)
+        return self.model.encode(texts)
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.model, name)

@@ -10,8 +10,10 @@ result is already there, so that a killed build continues where it stopped:
 3. ``targets``: the teacher's probabilities for a larger generated set;
 4. ``student``: a few-layer copy of the teacher, distilled on gold labels and those
    probabilities;
-5. ``export``: ONNX fp32 and int8, with parity figures;
-6. ``package``: threshold on dev, evaluation, config.json and the model card in ``--output``.
+5. ``export``: ONNX fp32 and int8 (outputs ``logits`` and ``embeddings``), with parity figures;
+6. ``package``: the context head fitted on the int8 graph's embeddings
+   (:mod:`training.context`), the threshold on dev, evaluation, config.json and the model
+   card in ``--output``.
 
 ``--smoke`` runs the same chain with a tiny random-initialised encoder and a few steps; the
 tests use it.
@@ -31,7 +33,7 @@ from pathlib import Path
 
 import numpy as np
 
-from training.corpus import labeled_segments, read_documents, sha256_file
+from training.corpus import AMBIGUOUS, labeled_segments, read_documents, sha256_file
 from training.evaluate import SPLITS_DIR
 from training.train import DEFAULT_RUNS_DIR, FineTuneArgs
 from training.vocab import GERMAN_WORD_LIST
@@ -240,9 +242,13 @@ def stage_export(config: BuildConfig, student_dir: Path) -> Path:
 
 
 def stage_package(config: BuildConfig, student_dir: Path, onnx_dir: Path) -> Path:
-    """Write ``config.output``: model.onnx (int8), tokenizer.json, config.json, README.md."""
+    """Write ``config.output``: model.onnx (int8), tokenizer.json, context_head.json,
+    config.json, README.md."""
     import promofilter
+    from promofilter.context import CONTEXT_HEAD_FILE
 
+    from training.context import DEFAULT_C, fit_context_head
+    from training.evaluate import document_scores, evaluate
     from training.model_card import evaluation_summary, write_model_card
     from training.train import dev_metrics
 
@@ -263,15 +269,30 @@ def stage_package(config: BuildConfig, student_dir: Path, onnx_dir: Path) -> Pat
             "tokenizer_sha256": sha256_file(staging / "tokenizer.json"),
         }
         _write_json(staging / "config.json", model_config)
-        # the threshold is chosen on dev through the runtime, on the int8 graph that ships
+        # the head is fitted on the embeddings of the int8 graph that ships, through the runtime
+        documents = _train_documents(config, config.generated_per_document, 13)
+        _log(f"package: fitting the context head on {len(documents):,} documents")
+        head = fit_context_head(promofilter.load(staging), documents, c=DEFAULT_C)
+        head.save(staging / CONTEXT_HEAD_FILE)
+        model_config["context_head_sha256"] = sha256_file(staging / CONTEXT_HEAD_FILE)
+        _write_json(staging / "config.json", model_config)
+        # the threshold is chosen on dev, each segment scored in its document as analyze does
         runtime = promofilter.load(staging)
-        dev_texts, dev_labels = labeled_segments(read_documents(config.dev))
-        dev = dev_metrics(dev_labels, runtime.predict_proba(dev_texts), config.precision_target)
+        dev_documents = read_documents(config.dev)
+        dev_scores = np.concatenate(document_scores(runtime, dev_documents))
+        dev_known = np.array([s.label != AMBIGUOUS for d in dev_documents for s in d.segments])
+        _, dev_labels = labeled_segments(dev_documents)
+        dev = dev_metrics(dev_labels, dev_scores[dev_known], config.precision_target)
         model_config["threshold"] = round(dev["threshold"], 6)
         model_config.update(
             base_model=_base_model_name(config),
             architecture={
-                "encoder": "BERT, mean pooling, linear head",
+                "encoder": "BERT, mean pooling",
+                "head": (
+                    f"logistic regression over the segment's embedding and its neighbours' "
+                    f"within {head.window} segment(s), fitted on the int8 embeddings of the "
+                    f"train split plus generated variants (C={DEFAULT_C})"
+                ),
                 "layers": student_config["num_hidden_layers"],
                 "hidden_size": student_config["hidden_size"],
                 "num_attention_heads": student_config["num_attention_heads"],
@@ -295,6 +316,15 @@ def stage_package(config: BuildConfig, student_dir: Path, onnx_dir: Path) -> Pat
             },
         )
         runtime.threshold = model_config["threshold"]
+        split_f1 = {}
+        for bar in SPLIT_CONFIDENCE_GRID:
+            runtime.split_confidence = bar
+            split_f1[bar] = evaluate(runtime, dev_documents)[0]["characters"]["f1"]
+        # the lowest bar among the best: split off as many calls to action as dev allows
+        runtime.split_confidence = max(split_f1, key=lambda bar: (split_f1[bar], -bar))
+        model_config["split_confidence"] = runtime.split_confidence
+        dev["char_f1_by_split_confidence"] = {str(k): round(v, 4) for k, v in split_f1.items()}
+        _log(f"package: dev character F1 by split confidence {split_f1}")
         metrics = evaluation_summary(runtime, config)
         metrics["dev"] = dev
         metrics["parity"] = json.loads((onnx_dir / "parity.json").read_text())
@@ -323,6 +353,9 @@ def _write_json(path: Path, content: dict) -> None:
 
 
 STAGE_TIMES = "stage_seconds.json"
+# bars a paragraph's trailing sentences must reach, read alone, to be split off; the build
+# keeps the one with the best character F1 on dev
+SPLIT_CONFIDENCE_GRID = (0.0, 0.5, 0.9, 0.97, 0.99, 0.999)
 
 
 def _timed(config: BuildConfig, name: str, stage, *args):

@@ -68,6 +68,22 @@ class ScoredSegment:
         return self.document.segments[self.index]
 
 
+def document_scores(scorer: Scorer, documents: Sequence[Document]) -> list[np.ndarray]:
+    """P(promotional) of each document's segments (ambiguous ones included), in order.
+
+    A scorer with ``predict_proba_in_context`` (a model with a context head) scores each
+    segment beside its neighbours, as it does inside ``analyze``; others score each segment
+    on its own.
+    """
+    in_context = getattr(scorer, "predict_proba_in_context", None)
+    if callable(in_context):
+        return [
+            np.asarray(in_context([s.text for s in d.segments]), dtype=float) for d in documents
+        ]
+    cache = _score_texts(scorer, (s.text for d in documents for s in d.segments))
+    return [np.array([cache[s.text] for s in d.segments], dtype=float) for d in documents]
+
+
 def _score_texts(scorer: Scorer, texts: Iterable[str]) -> dict[str, float]:
     unique = list(dict.fromkeys(texts))
     scores = scorer.predict_proba(unique) if unique else np.empty(0)
@@ -149,11 +165,10 @@ def evaluate(
     """Score ``documents`` with ``scorer``; return the report and the scored labeled segments."""
     threshold = scorer.threshold if threshold is None else threshold
     started = time.perf_counter()
-    cache = _score_texts(scorer, (s.text for d in documents for s in d.segments))
     scored_all = [
-        ScoredSegment(document, index, cache[segment.text])
-        for document in documents
-        for index, segment in enumerate(document.segments)
+        ScoredSegment(document, index, float(score))
+        for document, scores in zip(documents, document_scores(scorer, documents), strict=True)
+        for index, score in enumerate(scores)
     ]
     scored = [item for item in scored_all if item.segment.label != AMBIGUOUS]
     ambiguous = [item for item in scored_all if item.segment.label == AMBIGUOUS]
@@ -161,6 +176,7 @@ def evaluate(
     scores = np.array([item.score for item in scored], dtype=float)
     counts = binary_counts(truth, scores >= threshold)
 
+    cache = {item.segment.text: item.score for item in scored_all}
     predicted_spans = _predicted_promotional_spans(scorer, documents, threshold, cache)
     elapsed = time.perf_counter() - started
     doc_truth, doc_pred = [], []
@@ -209,7 +225,7 @@ def evaluate(
             "mean_score": float(np.mean([i.score for i in ambiguous])) if ambiguous else None,
         },
         "breakdown": _breakdowns(scored, threshold),
-        "speed": {"seconds": elapsed, "segments_per_second": len(cache) / elapsed},
+        "speed": {"seconds": elapsed, "segments_per_second": len(scored_all) / elapsed},
     }
     return report, scored
 

@@ -1,7 +1,9 @@
 """Export a ``PromoClassifier`` to ONNX and quantize it to int8.
 
 The graph takes ``input_ids`` and ``attention_mask`` (int64, ``[batch, sequence]``, both axes
-dynamic) and returns ``logits`` (float32, ``[batch, 2]``): the contract the runtime reads.
+dynamic) and returns ``logits`` (float32, ``[batch, 2]``) and ``embeddings`` (the pooled
+encoder output, ``[batch, hidden]``, which a context head reads): the contract the runtime
+reads.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from promofilter.model import softmax
 
 INPUT_NAMES = ("input_ids", "attention_mask")
 OUTPUT_NAME = "logits"
+EMBEDDINGS_NAME = "embeddings"
 OPSET = 18
 
 
@@ -23,13 +26,16 @@ def export_onnx(model, path: str | Path, vocab_size: int | None = None) -> Path:
     """Write ``model`` as a single-file fp32 ONNX graph with dynamic batch and sequence axes."""
     import torch
 
-    class LogitsOnly(torch.nn.Module):
+    class LogitsAndEmbeddings(torch.nn.Module):
         def __init__(self, inner) -> None:
             super().__init__()
             self.inner = inner
 
-        def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-            return self.inner(input_ids=input_ids, attention_mask=attention_mask).logits
+        def forward(
+            self, input_ids: torch.Tensor, attention_mask: torch.Tensor
+        ) -> tuple[torch.Tensor, torch.Tensor]:
+            pooled = self.inner.pooled(input_ids, attention_mask)
+            return self.inner.classifier(pooled), pooled
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -45,14 +51,14 @@ def export_onnx(model, path: str | Path, vocab_size: int | None = None) -> Path:
     axes = {"input_ids": {0: batch, 1: sequence}, "attention_mask": {0: batch, 1: sequence}}
     # the exporter logs each pass at INFO; keep the build output readable
     logging.getLogger("torch.onnx").setLevel(logging.WARNING)
-    wrapper = LogitsOnly(model).eval()
+    wrapper = LogitsAndEmbeddings(model).eval()
     with torch.no_grad():
         torch.onnx.export(
             wrapper,
             example,
             str(path),
             input_names=list(INPUT_NAMES),
-            output_names=[OUTPUT_NAME],
+            output_names=[OUTPUT_NAME, EMBEDDINGS_NAME],
             dynamic_shapes=axes,
             opset_version=OPSET,
             dynamo=True,

@@ -124,22 +124,34 @@ def render_model_card(config: dict, smoke: bool = False) -> str:
         "",
         "**A smoke-test build: a tiny random encoder, not a usable model.**" if smoke else "",
         "Flags promotional passages (clickbait teasers, calls to action, advertising) in German "
-        "text, one segment (paragraph or stand-alone line) at a time. It is the default model "
+        "text: each segment (paragraph or stand-alone line) is judged beside its neighbours. "
+        "It is the default model "
         "of [promofilter](../../README.md) and runs on ONNX Runtime without PyTorch.",
         "",
         "## Model",
         "",
         f"- {architecture['layers']}-layer BERT encoder (hidden {architecture['hidden_size']}), "
-        "mean pooling, linear head; distilled from a "
+        "mean pooling; distilled from a "
         f"{architecture['teacher_layers']}-layer teacher fine-tuned from "
         f"{config['base_model']}.",
+        f"- Head (`context_head.json`): {architecture['head']}. The encoder runs once per "
+        "segment; a text scored on its own counts as a document of one segment."
+        if "head" in architecture
+        else None,
         f"- Vocabulary trimmed to {architecture['vocab_size']:,} German pieces "
         "(the German word list `wngerman`, the corpus, every single character).",
-        f"- {architecture['quantization']}; inputs `input_ids`, `attention_mask`; output "
-        f"`logits` (0 = factual, 1 = promotional); `max_length` {config['max_length']} tokens, "
+        f"- {architecture['quantization']}; inputs `input_ids`, `attention_mask`; outputs "
+        "`logits` (the segment alone, 0 = factual, 1 = promotional) and `embeddings` (what "
+        f"the head reads); `max_length` {config['max_length']} tokens, "
         "longer texts scored in overlapping windows by the runtime.",
         f"- Threshold {config['threshold']:.4f}: the lowest dev threshold reaching precision "
         f"{training['precision_target']:.2f}.",
+        f"- A paragraph's trailing sentences are split off as a call to action only when, read "
+        f"alone, they score at least {config['split_confidence']} and the paragraph follows "
+        "factual text: the bar with the best character F1 on dev (sentences read alone are "
+        "often misjudged, so splitting more cost F1 there)."
+        if "split_confidence" in config
+        else None,
         "",
         "## Intended use",
         "",
@@ -152,7 +164,8 @@ def render_model_card(config: dict, smoke: bool = False) -> str:
         "## Evaluation",
         "",
         "Segment-level figures for the label promotional; character F1 analyses each document "
-        "whole through the runtime's segmenter. Ambiguous segments are left out.",
+        "whole through the runtime's segmenter. Each gold segment is scored beside its "
+        "document's other segments, as `analyze` does. Ambiguous segments are left out.",
         "",
         "| data | segments | precision | recall | F1 | char F1 |",
         "|---|---|---|---|---|---|",
@@ -182,9 +195,9 @@ def render_model_card(config: dict, smoke: bool = False) -> str:
         "- Trained on a hand-written corpus of 463 documents (see "
         "`training/data/README.md`) plus generated variants; real pages with unseen "
         "promotional formats will be missed more often than the test figures suggest.",
-        "- A segment is judged on its own text. Lines that are promotional only through their "
-        "context (a greeting or a bullet inside a sales mail) and neutral link lines are the "
-        "hardest cases.",
+        "- The head sees one segment either side. Lines that are promotional only through "
+        "wider context (a greeting or a bullet deep inside a sales mail) and neutral link "
+        "lines are the hardest cases; a text scored on its own has no context at all.",
         "- Factual reporting *about* advertising, offers, discounts or price campaigns uses the "
         "same words as advertising and is the main source of false alarms.",
         "",
@@ -213,7 +226,8 @@ def render_model_card(config: dict, smoke: bool = False) -> str:
         "build resumes from them.",
         "",
         f"Files: `model.onnx` (sha256 `{config['model_sha256']}`, checked at load), "
-        "`tokenizer.json`, `config.json`.",
+        "`tokenizer.json`, `context_head.json` (sha256 in config.json, checked at load), "
+        "`config.json`.",
         "",
     ]
     return "\n".join(line for line in lines if line is not None) + "\n"

@@ -36,6 +36,12 @@ class PromoClassifier(BertPreTrainedModel):
         self.classifier = nn.Linear(config.hidden_size, config.num_labels)
         self.post_init()
 
+    def pooled(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        """The mean of the last hidden states over the attention mask: ``[batch, hidden]``."""
+        hidden = self.bert(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+        mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
+        return (hidden * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1e-9)
+
     def forward(
         self,
         input_ids: torch.Tensor,
@@ -43,10 +49,7 @@ class PromoClassifier(BertPreTrainedModel):
         labels: torch.Tensor | None = None,
         **_: object,
     ) -> SequenceClassifierOutput:
-        hidden = self.bert(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
-        mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
-        pooled = (hidden * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1e-9)
-        logits = self.classifier(self.dropout(pooled))
+        logits = self.classifier(self.dropout(self.pooled(input_ids, attention_mask)))
         loss = None
         if labels is not None:
             promotional = labels.to(logits.dtype).view(-1)

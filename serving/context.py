@@ -1,0 +1,179 @@
+"""Heads: from what the encoder says about each segment to P(promotional), alone or in context.
+
+A call to action often reads as plain reporting on its own ("Alibaba: Kaufen oder
+verkaufen?") and gives itself away only by what stands next to it. So a model may ship a
+context head (``context_head.json``): a logistic regression over a segment's pooled embedding
+and those of its neighbours within ``window`` segments, each neighbour with a flag saying
+whether it exists. The encoder still runs once per segment; the head costs a few dot products.
+
+A text scored on its own is a document of one segment: its neighbours are absent, exactly as
+for the first and last segment of a document, which the head saw in training.
+
+Models without a context head keep working: their rows are the segment scores themselves.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+
+CONTEXT_HEAD_FILE = "context_head.json"
+CONTEXT_HEAD_KIND = "neighbour-logistic"
+
+
+class Head(Protocol):
+    """Turns the encoder's rows (one per segment, ``dim`` wide) into P(promotional)."""
+
+    dim: int
+
+    def alone(self, rows: np.ndarray) -> np.ndarray:
+        """Each row as a document of one segment."""
+        ...
+
+    def in_document(self, rows: np.ndarray) -> np.ndarray:
+        """The rows of one document's segments, in reading order, each beside its neighbours."""
+        ...
+
+
+class SegmentOnly:
+    """The head of a model without context: each row already is the segment's score."""
+
+    dim = 1
+
+    def alone(self, rows: np.ndarray) -> np.ndarray:
+        return np.asarray(rows, dtype=np.float32).reshape(len(rows), -1)[:, 0]
+
+    in_document = alone
+
+
+class ContextHead:
+    """Logistic regression over ``[e_i, e_{i-1}, has_{i-1}, e_{i+1}, has_{i+1}, ...]``.
+
+    ``e_j`` is segment ``j``'s pooled embedding (zeros where there is no such segment) and
+    ``has_j`` is 1.0 where there is; the offsets run 1..``window``, previous before next.
+    """
+
+    def __init__(self, weights: np.ndarray, bias: float, window: int = 1) -> None:
+        weights = np.asarray(weights, dtype=np.float64).ravel()
+        if window < 1:
+            raise ValueError(f"window must be at least 1, got {window}")
+        blocks = 1 + 2 * window
+        dim, extra = divmod(weights.size - 2 * window, blocks)
+        if extra or dim < 1:
+            raise ValueError(
+                f"{weights.size} weights do not fit window {window}: expected "
+                f"{blocks} x dim + {2 * window}"
+            )
+        self.window = window
+        self.dim = dim
+        self.weights = weights
+        self.bias = float(bias)
+        # per block: the dot product's weights (dim each) and, for neighbours, the flag's weight
+        self._matrix = np.empty((dim, blocks))
+        self._flags = np.zeros(blocks)
+        position = 0
+        for block in range(blocks):
+            self._matrix[:, block] = weights[position : position + dim]
+            position += dim
+            if block:
+                self._flags[block] = weights[position]
+                position += 1
+
+    @classmethod
+    def feature_count(cls, dim: int, window: int) -> int:
+        return (1 + 2 * window) * dim + 2 * window
+
+    def features(self, rows: np.ndarray) -> np.ndarray:
+        """The head's input for the segments of one document (see :func:`neighbour_features`)."""
+        return neighbour_features(self._check(rows), self.window)
+
+    def _logits_in_document(self, rows: np.ndarray) -> np.ndarray:
+        rows = self._check(rows)
+        dots = rows.astype(np.float64) @ self._matrix  # (n, blocks): one product per row and block
+        logits = dots[:, 0] + self.bias
+        block = 1
+        for offset in range(1, self.window + 1):
+            for neighbour in (-offset, offset):
+                shifted, present = _shift(dots[:, block : block + 1], neighbour)
+                logits += shifted[:, 0] + present * self._flags[block]
+                block += 1
+        return logits
+
+    def in_document(self, rows: np.ndarray) -> np.ndarray:
+        return _sigmoid(self._logits_in_document(rows))
+
+    def alone(self, rows: np.ndarray) -> np.ndarray:
+        rows = self._check(rows)
+        return _sigmoid(rows.astype(np.float64) @ self._matrix[:, 0] + self.bias)
+
+    def _check(self, rows: np.ndarray) -> np.ndarray:
+        rows = np.asarray(rows)
+        if rows.ndim != 2 or rows.shape[1] != self.dim:
+            raise ValueError(f"expected rows of shape (n, {self.dim}), got {rows.shape}")
+        return rows
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "kind": CONTEXT_HEAD_KIND,
+            "window": self.window,
+            "dim": self.dim,
+            "bias": self.bias,
+            "weights": [float(w) for w in self.weights],
+        }
+
+    def save(self, path: str | Path) -> None:
+        Path(path).write_text(json.dumps(self.to_json()) + "\n", encoding="utf-8")
+
+    @classmethod
+    def load(cls, path: str | Path) -> ContextHead:
+        """Read ``context_head.json``; a ValueError names the file and what is wrong."""
+        try:
+            raw = json.loads(Path(path).read_text(encoding="utf-8"))
+        except (OSError, ValueError) as error:
+            raise ValueError(f"{path}: cannot read the context head: {error}") from error
+        if not isinstance(raw, dict) or raw.get("kind") != CONTEXT_HEAD_KIND:
+            raise ValueError(f"{path}: field 'kind' must be {CONTEXT_HEAD_KIND!r}")
+        try:
+            head = cls(np.asarray(raw["weights"], dtype=np.float64), raw["bias"], raw["window"])
+        except KeyError as error:
+            raise ValueError(f"{path}: missing field {error}") from error
+        except (TypeError, ValueError) as error:
+            raise ValueError(f"{path}: {error}") from error
+        if raw.get("dim", head.dim) != head.dim:
+            raise ValueError(f"{path}: field 'dim' is {raw['dim']}, the weights give {head.dim}")
+        return head
+
+
+def neighbour_features(rows: np.ndarray, window: int) -> np.ndarray:
+    """``[e_i, e_{i-1}, has_{i-1}, e_{i+1}, has_{i+1}, ...]`` for each row of one document,
+    shape ``(n, (1 + 2 * window) * dim + 2 * window)``: what a :class:`ContextHead` weighs."""
+    rows = np.asarray(rows)
+    parts = [rows.astype(np.float64)]
+    for offset in range(1, window + 1):
+        for neighbour in (-offset, offset):
+            shifted, present = _shift(rows, neighbour)
+            parts += [shifted, present[:, None]]
+    return np.hstack(parts)
+
+
+def _shift(values: np.ndarray, offset: int) -> tuple[np.ndarray, np.ndarray]:
+    """``values`` moved so row ``i`` holds row ``i + offset`` (zeros past either end), and a
+    float mask of the rows that have such a neighbour."""
+    count = len(values)
+    shifted = np.zeros_like(values, dtype=np.float64)
+    present = np.zeros(count)
+    if abs(offset) < count:
+        if offset > 0:
+            shifted[:-offset] = values[offset:]
+            present[:-offset] = 1.0
+        else:
+            shifted[-offset:] = values[:offset]
+            present[-offset:] = 1.0
+    return shifted, present
+
+
+def _sigmoid(logits: np.ndarray) -> np.ndarray:
+    return (0.5 * (1.0 + np.tanh(0.5 * logits))).astype(np.float32)
