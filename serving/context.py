@@ -44,7 +44,8 @@ class SegmentOnly:
     dim = 1
 
     def alone(self, rows: np.ndarray) -> np.ndarray:
-        return np.asarray(rows, dtype=np.float32).reshape(len(rows), -1)[:, 0]
+        rows = np.asarray(rows, dtype=np.float32)
+        return rows if rows.ndim == 1 else rows[:, 0]
 
     in_document = alone
 

@@ -393,7 +393,11 @@ class PromoFilter:
         ]
         if parts:
             return np.concatenate(parts)
-        return np.zeros((0, self.head.dim if embeddings else 1), dtype=np.float32)
+        width = 1
+        if embeddings:
+            shape = next(o.shape for o in self.session.get_outputs() if o.name == "embeddings")
+            width = shape[-1] if isinstance(shape[-1], int) else self.head.dim
+        return np.zeros((0, width), dtype=np.float32)
 
     def predict_proba(self, texts: str | Sequence[str]) -> np.ndarray:
         """P(promotional) per text as float32, shape ``(n,)``; one string counts as a list of

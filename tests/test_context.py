@@ -146,3 +146,15 @@ def test_a_model_without_a_head_file_scores_segments_alone(model_copy):
     np.testing.assert_array_equal(
         model.predict_proba_in_context(segments), model.predict_proba(segments)
     )
+
+
+def test_no_texts_give_empty_results_of_the_right_shape(model_copy):
+    model = PromoFilter(model_copy)
+    assert model.encode([]).shape == (0, model.head.dim)
+    assert model.predict_proba([]).shape == (0,)
+    assert model.predict_proba_in_context([]).shape == (0,)
+    (model_copy / CONTEXT_HEAD_FILE).unlink()
+    without_head = PromoFilter(model_copy)
+    assert without_head.encode([]).shape == (0, 1)
+    assert without_head.embed([]).shape == (0, model.head.dim)
+    assert without_head.predict_proba([]).shape == (0,)
