@@ -87,6 +87,28 @@ def test_evaluate_figures_match_a_hand_computed_case(tiny_corpus):
     assert report["characters"]["recall"] == pytest.approx(tp / promo_chars)
     assert report["characters"]["factual_removed_share"] == pytest.approx(fp / factual_chars)
     assert report["breakdown"]["placement"]["none"]["false_positive_rate"] == 0.0
+    assert segment["in_context"] is False and report["segment_alone"] is None
+
+
+def test_a_scorer_with_context_is_evaluated_in_context(tiny_corpus):
+    """A segment counts as caught when its document context lifts it over the threshold."""
+    documents = read_documents(tiny_corpus)[:1]
+    first = documents[0]
+
+    class ContextScorer(TableScorer):
+        def predict_proba_in_context(self, segments):
+            alone = self.predict_proba(segments)
+            # each segment also gets its successor's score: a teaser before an offer
+            return np.maximum(alone, np.r_[alone[1:], 0.0])
+
+    table = {first.segments[3].text: 0.9, first.segments[4].text: 0.2}
+    report, _ = evaluate(ContextScorer(table), documents)
+    assert report["segment"]["in_context"] is True
+    # in context segment 2 (factual) inherits 0.9 from segment 3: a false alarm; alone it
+    # is not flagged, and segment 4 is missed either way
+    assert report["segment"]["confusion"] == {"tp": 1, "fp": 1, "fn": 1, "tn": 2}
+    assert report["segment_alone"]["precision"] == pytest.approx(1.0)
+    assert report["segment_alone"]["recall"] == pytest.approx(0.5)
 
 
 def test_ambiguous_segments_are_reported_apart(tiny_corpus):

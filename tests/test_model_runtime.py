@@ -232,9 +232,20 @@ def test_the_evaluation_harness_runs_on_the_runtime(model):
     from training.evaluate import SPLITS_DIR, evaluate
 
     documents = read_documents(SPLITS_DIR / "test.jsonl")[:5]
-    report, _ = evaluate(model, documents)
+    report, scored = evaluate(model, documents)
     assert report["documents"] == 5
     assert 0.0 <= report["characters"]["factual_removed_share"] <= 1.0
+    # the smoke model has a context head: segments are scored in their documents, and the
+    # report also says what each would score alone
+    assert report["segment"]["in_context"] is True
+    assert set(report["segment_alone"]) == {"precision", "recall", "f1"}
+    first = documents[0]
+    in_context = model.predict_proba_in_context([s.text for s in first.segments])
+    np.testing.assert_allclose(
+        [item.score for item in scored if item.document is first],
+        [p for p, s in zip(in_context, first.segments, strict=True) if s.label != "ambiguous"],
+        rtol=1e-6,
+    )
 
 
 def test_a_missing_model_directory_or_file_is_a_clear_error(model_dir, tmp_path):

@@ -176,6 +176,18 @@ def evaluate(
     scores = np.array([item.score for item in scored], dtype=float)
     counts = binary_counts(truth, scores >= threshold)
 
+    in_context = callable(getattr(scorer, "predict_proba_in_context", None))
+    alone = None
+    if in_context:  # what predict_proba gives the same segments, without their neighbours
+        alone_scores = _score_texts(scorer, (item.segment.text for item in scored))
+        alone_counts = binary_counts(
+            truth, np.array([alone_scores[item.segment.text] for item in scored]) >= threshold
+        )
+        alone = {
+            "precision": alone_counts.precision,
+            "recall": alone_counts.recall,
+            "f1": alone_counts.f1,
+        }
     cache = {item.segment.text: item.score for item in scored_all}
     predicted_spans = _predicted_promotional_spans(scorer, documents, threshold, cache)
     elapsed = time.perf_counter() - started
@@ -206,7 +218,9 @@ def evaluate(
             "pr_auc": average_precision(truth, scores),
             "ece": expected_calibration_error(truth, scores),
             "confusion": {"tp": counts.tp, "fp": counts.fp, "fn": counts.fn, "tn": counts.tn},
+            "in_context": in_context,
         },
+        "segment_alone": alone,
         "document": {
             "accuracy": document_counts.accuracy,
             "with_promotion": int(sum(doc_truth)),
@@ -335,6 +349,12 @@ def _markdown(report: dict, scored: Sequence[ScoredSegment], plot: bool) -> str:
         f"| segment recall | {segment['recall']:.3f} |",
         f"| segment F1 | {segment['f1']:.3f} |",
         f"| PR-AUC | {segment['pr_auc']:.3f} |",
+        f"| segments scored in document context | {'yes' if segment['in_context'] else 'no'} |",
+        *(
+            [f"| segment F1 scored alone (no neighbours) | {report['segment_alone']['f1']:.3f} |"]
+            if report.get("segment_alone")
+            else []
+        ),
         f"| expected calibration error | {segment['ece']:.3f} |",
         f"| document accuracy (contains promotion?) | {document['accuracy']:.3f} |",
         f"| character F1, documents analysed whole | {characters['f1']:.3f} |",

@@ -25,6 +25,11 @@ def _headline(report: dict) -> dict:
         "factual_chars_removed": round(characters["factual_removed_share"], 5),
         "document_accuracy": round(report["document"]["accuracy"], 4),
         "confusion": segment["confusion"],
+        **(
+            {"f1_alone": round(report["segment_alone"]["f1"], 4)}
+            if report.get("segment_alone")
+            else {}
+        ),
     }
 
 
@@ -175,6 +180,13 @@ def render_model_card(config: dict, smoke: bool = False) -> str:
         if "dev" not in metrics
         else f"| dev (threshold chosen here) | | {metrics['dev']['precision']:.3f} "
         f"| {metrics['dev']['recall']:.3f} | {metrics['dev']['f1']:.3f} | |",
+        "",
+        f"Each segment scored alone (`predict_proba`, no neighbours) at the same threshold: "
+        f"F1 {metrics['test']['f1_alone']:.3f} on test and "
+        f"{metrics['test-hard']['f1_alone']:.3f} on the hard subset."
+        if "f1_alone" in (metrics.get("test") or {})
+        and "f1_alone" in (metrics.get("test-hard") or {})
+        else None,
         "",
         f"Seed article (`../shared/seed-article.txt`): {seed_line}.",
         "",
