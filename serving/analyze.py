@@ -216,7 +216,10 @@ def analysis_steps(
                     continue
             parts.append(paragraph.span)
         texts = [part.text(document) for part in parts]
-        scores = head.in_document(cache.rows(texts)) if texts else []
+        # each paragraph gives one part unless it was split: then the whole-paragraph
+        # scores above are already the segments' scores
+        split_any = len(parts) != len(found)
+        scores = head.in_document(cache.rows(texts)) if split_any else whole
         segments = tuple(
             SegmentResult(part.start, part.end, text, label_of(score, threshold), float(score))
             for part, text, score in zip(parts, texts, scores, strict=True)

@@ -87,10 +87,6 @@ class ContextHead:
     def feature_count(cls, dim: int, window: int) -> int:
         return (1 + 2 * window) * dim + 2 * window
 
-    def features(self, rows: np.ndarray) -> np.ndarray:
-        """The head's input for the segments of one document (see :func:`neighbour_features`)."""
-        return neighbour_features(self._check(rows), self.window)
-
     def _logits_in_document(self, rows: np.ndarray) -> np.ndarray:
         rows = self._check(rows)
         dots = rows.astype(np.float64) @ self._matrix  # (n, blocks): one product per row and block

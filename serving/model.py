@@ -247,15 +247,19 @@ class PromoFilter:
         # how sure a paragraph's trailing sentences must be, read alone, to be split off
         # (see promofilter.analyze.analyze_documents); chosen on dev by the build
         self.split_confidence = self.config.split_confidence
-        if isinstance(self.head, ContextHead):
-            shapes = {o.name: o.shape for o in self.session.get_outputs()}
-            width = shapes["embeddings"][-1] if "embeddings" in shapes else None
-            if "embeddings" not in shapes or (isinstance(width, int) and width != self.head.dim):
-                raise ModelLoadError(
-                    f"{model_file}: {CONTEXT_HEAD_FILE} needs an output 'embeddings' of width "
-                    f"{self.head.dim}; the graph's outputs are {shapes}. Rebuild the model with "
-                    "`python -m training build-default`."
-                )
+        shapes = {o.name: o.shape for o in self.session.get_outputs()}
+        # the width of the pooled embeddings, None for a graph without that output (an int,
+        # or the head's width where the graph leaves the axis symbolic)
+        self._embedding_width: int | None = None
+        if "embeddings" in shapes:
+            width = shapes["embeddings"][-1]
+            self._embedding_width = width if isinstance(width, int) else self.head.dim
+        if isinstance(self.head, ContextHead) and self._embedding_width != self.head.dim:
+            raise ModelLoadError(
+                f"{model_file}: {CONTEXT_HEAD_FILE} needs an output 'embeddings' of width "
+                f"{self.head.dim}; the graph's outputs are {shapes}. Rebuild the model with "
+                "`python -m training build-default`."
+            )
 
     def _load_head(self, verify: bool) -> Head:
         head_file = self.path / CONTEXT_HEAD_FILE
@@ -377,7 +381,7 @@ class PromoFilter:
     def embed(self, texts: str | Sequence[str]) -> np.ndarray:
         """The encoder's pooled embedding per text, shape ``(n, hidden)``; needs a graph with
         an ``embeddings`` output (every model built since the context head was added)."""
-        if not any(o.name == "embeddings" for o in self.session.get_outputs()):
+        if self._embedding_width is None:
             raise ModelLoadError(
                 f"{self.path / MODEL_FILE} has no 'embeddings' output; rebuild the model with "
                 "`python -m training build-default`"
@@ -393,11 +397,7 @@ class PromoFilter:
         ]
         if parts:
             return np.concatenate(parts)
-        width = 1
-        if embeddings:
-            shape = next(o.shape for o in self.session.get_outputs() if o.name == "embeddings")
-            width = shape[-1] if isinstance(shape[-1], int) else self.head.dim
-        return np.zeros((0, width), dtype=np.float32)
+        return np.zeros((0, self._embedding_width if embeddings else 1), dtype=np.float32)
 
     def predict_proba(self, texts: str | Sequence[str]) -> np.ndarray:
         """P(promotional) per text as float32, shape ``(n,)``; one string counts as a list of

@@ -19,7 +19,7 @@ import json
 import sys
 import time
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -75,13 +75,18 @@ def document_scores(scorer: Scorer, documents: Sequence[Document]) -> list[np.nd
     segment beside its neighbours, as it does inside ``analyze``; others score each segment
     on its own.
     """
-    in_context = getattr(scorer, "predict_proba_in_context", None)
-    if callable(in_context):
+    in_context = _in_context_scoring(scorer)
+    if in_context is not None:
         return [
             np.asarray(in_context([s.text for s in d.segments]), dtype=float) for d in documents
         ]
     cache = _score_texts(scorer, (s.text for d in documents for s in d.segments))
     return [np.array([cache[s.text] for s in d.segments], dtype=float) for d in documents]
+
+
+def _in_context_scoring(scorer: Scorer) -> Callable[[list[str]], np.ndarray] | None:
+    method = getattr(scorer, "predict_proba_in_context", None)
+    return method if callable(method) else None
 
 
 def _score_texts(scorer: Scorer, texts: Iterable[str]) -> dict[str, float]:
@@ -176,10 +181,16 @@ def evaluate(
     scores = np.array([item.score for item in scored], dtype=float)
     counts = binary_counts(truth, scores >= threshold)
 
-    in_context = callable(getattr(scorer, "predict_proba_in_context", None))
+    in_context = _in_context_scoring(scorer) is not None
+    # each text scored on its own, as predict_proba gives it: the same as above for a scorer
+    # without context; the analysis of a scorer without analyze() reuses these
+    alone_scores = (
+        _score_texts(scorer, (item.segment.text for item in scored_all))
+        if in_context
+        else {item.segment.text: item.score for item in scored_all}
+    )
     alone = None
-    if in_context:  # what predict_proba gives the same segments, without their neighbours
-        alone_scores = _score_texts(scorer, (item.segment.text for item in scored))
+    if in_context:
         alone_counts = binary_counts(
             truth, np.array([alone_scores[item.segment.text] for item in scored]) >= threshold
         )
@@ -188,8 +199,7 @@ def evaluate(
             "recall": alone_counts.recall,
             "f1": alone_counts.f1,
         }
-    cache = {item.segment.text: item.score for item in scored_all}
-    predicted_spans = _predicted_promotional_spans(scorer, documents, threshold, cache)
+    predicted_spans = _predicted_promotional_spans(scorer, documents, threshold, alone_scores)
     elapsed = time.perf_counter() - started
     doc_truth, doc_pred = [], []
     gold_promo, gold_factual, predicted = [], [], []
