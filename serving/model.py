@@ -3,7 +3,8 @@
 A model directory holds ``model.onnx`` (inputs ``input_ids`` and ``attention_mask``, output
 ``logits``, and ``embeddings`` when there is a context head), ``tokenizer.json``,
 ``config.json`` (labels, ``max_length``, ``threshold``, the sha256 of model.onnx) and
-optionally ``context_head.json`` (:mod:`promofilter.context`). Nothing here imports torch.
+optionally ``context_head.json`` (:mod:`promofilter.context`) and ``char_ngrams.json``
+(:mod:`promofilter.lexical`). Nothing here imports torch.
 """
 
 from __future__ import annotations
@@ -19,7 +20,8 @@ from typing import Any
 
 import numpy as np
 from promofilter.analyze import PROMOTIONAL, Analysis, analyze_documents, label_of
-from promofilter.context import CONTEXT_HEAD_FILE, ContextHead, Head, SegmentOnly
+from promofilter.context import CONTEXT_HEAD_FILE, Head, SegmentOnly, load_head
+from promofilter.lexical import CHAR_NGRAMS_FILE, CharNgramReadout
 
 MODEL_FILE = "model.onnx"
 TOKENIZER_FILE = "tokenizer.json"
@@ -59,6 +61,7 @@ class ModelConfig:
     threshold: float
     model_sha256: str | None
     context_head_sha256: str | None
+    char_ngrams_sha256: str | None
     split_confidence: float
     pad_token_id: int
     raw: dict[str, Any]
@@ -83,6 +86,7 @@ class ModelConfig:
             threshold=float(raw["threshold"]),
             model_sha256=raw.get("model_sha256"),
             context_head_sha256=raw.get("context_head_sha256"),
+            char_ngrams_sha256=raw.get("char_ngrams_sha256"),
             split_confidence=float(raw.get("split_confidence", 0.0)),
             pad_token_id=int(raw.get("pad_token_id", 0)),
             raw=raw,
@@ -244,35 +248,63 @@ class PromoFilter:
         runtime = _runtime(model_file, tokenizer_file, self.threads)
         self.session, self.tokenizer = runtime.session, runtime.tokenizer
         self.head: Head = self._load_head(verify)
+        self.lexical: CharNgramReadout | None = self._load_lexical(verify)
         # how sure a paragraph's trailing sentences must be, read alone, to be split off
         # (see promofilter.analyze.analyze_documents); chosen on dev by the build
         self.split_confidence = self.config.split_confidence
         shapes = {o.name: o.shape for o in self.session.get_outputs()}
+        lexical_width = self.lexical.width if self.lexical else 0
         # the width of the pooled embeddings, None for a graph without that output (an int,
-        # or the head's width where the graph leaves the axis symbolic)
+        # or what the head leaves for it where the graph leaves the axis symbolic)
         self._embedding_width: int | None = None
         if "embeddings" in shapes:
             width = shapes["embeddings"][-1]
-            self._embedding_width = width if isinstance(width, int) else self.head.dim
-        if isinstance(self.head, ContextHead) and self._embedding_width != self.head.dim:
+            self._embedding_width = (
+                width if isinstance(width, int) else self.head.dim - lexical_width
+            )
+        if self.lexical and isinstance(self.head, SegmentOnly):
             raise ModelLoadError(
-                f"{model_file}: {CONTEXT_HEAD_FILE} needs an output 'embeddings' of width "
-                f"{self.head.dim}; the graph's outputs are {shapes}. Rebuild the model with "
-                "`python -m training build-default`."
+                f"{self.path / CHAR_NGRAMS_FILE} needs a {CONTEXT_HEAD_FILE} to weigh its "
+                "columns; rebuild the model with `python -m training build-default`."
+            )
+        if not isinstance(self.head, SegmentOnly) and (
+            self._embedding_width is None or self._embedding_width + lexical_width != self.head.dim
+        ):
+            raise ModelLoadError(
+                f"{self.path / CONTEXT_HEAD_FILE} reads rows of width {self.head.dim}; the "
+                f"graph's outputs are {shapes} and {CHAR_NGRAMS_FILE} adds {lexical_width} "
+                "column(s). Rebuild the model with `python -m training build-default`."
+            )
+
+    def _verified(self, path: Path, expected: str | None, field: str, verify: bool) -> None:
+        if verify and expected and sha256_of(path) != expected:
+            raise ModelLoadError(
+                f"{path}: sha256 does not match {field} in {CONFIG_FILE}; the file was changed "
+                "or damaged. Reinstall promofilter or rebuild the model."
             )
 
     def _load_head(self, verify: bool) -> Head:
         head_file = self.path / CONTEXT_HEAD_FILE
         if not head_file.is_file():
             return SegmentOnly()
-        expected = self.config.context_head_sha256
-        if verify and expected and sha256_of(head_file) != expected:
-            raise ModelLoadError(
-                f"{head_file}: sha256 does not match context_head_sha256 in {CONFIG_FILE}; the "
-                "file was changed or damaged. Reinstall promofilter or rebuild the model."
-            )
+        self._verified(head_file, self.config.context_head_sha256, "context_head_sha256", verify)
         try:
-            return ContextHead.load(head_file)
+            return load_head(head_file)
+        except ValueError as error:
+            raise ModelLoadError(str(error)) from error
+
+    def _load_lexical(self, verify: bool) -> CharNgramReadout | None:
+        lexical_file = self.path / CHAR_NGRAMS_FILE
+        if not lexical_file.is_file():
+            if self.config.char_ngrams_sha256:
+                raise ModelLoadError(
+                    f"{lexical_file} not found, but {CONFIG_FILE} names its sha256; the model "
+                    "directory is incomplete. Reinstall promofilter or rebuild the model."
+                )
+            return None
+        self._verified(lexical_file, self.config.char_ngrams_sha256, "char_ngrams_sha256", verify)
+        try:
+            return CharNgramReadout.load(lexical_file)
         except ValueError as error:
             raise ModelLoadError(str(error)) from error
 
@@ -372,11 +404,18 @@ class PromoFilter:
         return window_rows[best]
 
     def encode(self, texts: str | Sequence[str]) -> np.ndarray:
-        """What the model's head needs of each text, shape ``(n, k)``: the pooled embedding
-        (models with a context head, see :mod:`promofilter.context`) or P(promotional) as a
-        single column (models without). :attr:`head` turns rows into scores, alone or in
-        context; the HTTP service batches this call across requests."""
-        return self._rows(texts, embeddings=isinstance(self.head, ContextHead))
+        """What the model's head needs of each text, shape ``(n, k)``: the pooled embedding,
+        followed by the character n-gram read-outs where the model has them (models with a
+        context head, see :mod:`promofilter.context`), or P(promotional) as a single column
+        (models without). :attr:`head` turns rows into scores, alone or in context; the HTTP
+        service batches this call across requests."""
+        texts = _as_texts(texts)  # read once: an iterator would be spent by the encoder
+        if isinstance(self.head, SegmentOnly):
+            return self._rows(texts, embeddings=False)
+        rows = self._rows(texts, embeddings=True)
+        if self.lexical is None:
+            return rows
+        return np.hstack([rows, self.lexical.rows(texts)])
 
     def embed(self, texts: str | Sequence[str]) -> np.ndarray:
         """The encoder's pooled embedding per text, shape ``(n, hidden)``; needs a graph with

@@ -13,7 +13,7 @@ torch = pytest.importorskip("torch", reason="needs the 'train' extra")
 
 import promofilter  # noqa: E402
 
-from training.build import SPLIT_CONFIDENCE_GRID  # noqa: E402
+from training.build import LEXICAL_WEIGHT_GRID, SPLIT_CONFIDENCE_GRID  # noqa: E402
 from training.corpus import labeled_segments, read_documents  # noqa: E402
 from training.evaluate import SPLITS_DIR  # noqa: E402
 from training.modeling import PromoClassifier, classifier_config, student_from_teacher  # noqa: E402
@@ -27,17 +27,21 @@ TEXTS = [
 
 def test_smoke_build_writes_a_complete_model_directory(smoke_build: Path) -> None:
     model_dir = smoke_build / "model"
+    config = json.loads((model_dir / "config.json").read_text())
+    # character n-grams ship when dev gave them a weight in the mixture
+    assert config["char_ngram_weight"] in LEXICAL_WEIGHT_GRID
+    ngrams = ["char_ngrams.json"] if config["char_ngram_weight"] else []
     assert sorted(p.name for p in model_dir.iterdir()) == [
         "README.md",
+        *ngrams,
         "config.json",
         "context_head.json",
         "model.onnx",
         "tokenizer.json",
     ]
-    config = json.loads((model_dir / "config.json").read_text())
-    assert config["context_head_sha256"] == promofilter.model.sha256_of(
-        model_dir / "context_head.json"
-    )
+    for name in ["context_head.json", *ngrams]:
+        field = name.replace(".json", "_sha256")
+        assert config[field] == promofilter.model.sha256_of(model_dir / name)
     assert config["split_confidence"] in SPLIT_CONFIDENCE_GRID
     assert config["id2label"] == {"0": "factual", "1": "promotional"}
     assert config["model_sha256"] == promofilter.model.sha256_of(model_dir / "model.onnx")

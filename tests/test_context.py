@@ -4,15 +4,19 @@ from __future__ import annotations
 
 import json
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
 from promofilter.context import (
     CONTEXT_HEAD_FILE,
     ContextHead,
+    MixtureHead,
     SegmentOnly,
+    load_head,
     neighbour_features,
 )
+from promofilter.lexical import CHAR_NGRAMS_FILE
 from promofilter.model import ModelLoadError, PromoFilter
 
 
@@ -97,6 +101,67 @@ def test_a_bad_head_file_is_named_with_what_is_wrong(tmp_path, content, message)
     assert str(path) in str(raised.value)
 
 
+def test_a_mixture_averages_its_members_each_over_its_own_columns(tmp_path):
+    first, second = random_head(dim=4, window=1, seed=1), random_head(dim=2, window=2, seed=2)
+    mixture = MixtureHead([(0.25, first), (0.75, second)])
+    rows = np.random.default_rng(5).normal(size=(5, 6))
+    assert mixture.dim == 6
+    for score in ("alone", "in_document"):
+        expected = 0.25 * getattr(first, score)(rows[:, :4]) + 0.75 * getattr(second, score)(
+            rows[:, 4:]
+        )
+        np.testing.assert_allclose(getattr(mixture, score)(rows), expected, rtol=1e-6)
+    mixture.save(tmp_path / CONTEXT_HEAD_FILE)
+    again = load_head(tmp_path / CONTEXT_HEAD_FILE)
+    assert isinstance(again, MixtureHead)
+    np.testing.assert_allclose(again.in_document(rows), mixture.in_document(rows), rtol=1e-6)
+    with pytest.raises(ValueError, match=r"rows of shape \(n, 6\)"):
+        mixture.alone(rows[:, :4])
+
+
+@pytest.mark.parametrize(
+    ("members", "message"),
+    [
+        ([(0.5, 0), (0.4, 0)], "sum to 1"),
+        ([(1.5, 0), (-0.5, 0)], "non-negative"),
+        ([], "at least one member"),
+    ],
+)
+def test_a_mixture_needs_weights_that_make_an_average(members, message):
+    head = random_head(dim=2, window=1)
+    with pytest.raises(ValueError, match=message):
+        MixtureHead([(weight, head) for weight, _ in members])
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        ('{"kind": "mixture"}', "field 'members' must be a list"),
+        ('{"kind": "mixture", "members": [{"weight": 1}]}', r"members\[0\]' needs"),
+        (
+            '{"kind": "mixture", "members": [{"weight": 1, "head": {"kind": "x"}}]}',
+            r"members\[0\]': field 'kind'",
+        ),
+        ('{"kind": "stacked"}', "must be one of"),
+    ],
+)
+def test_a_bad_mixture_file_is_named_with_what_is_wrong(tmp_path, content, message):
+    path = tmp_path / CONTEXT_HEAD_FILE
+    path.write_text(content)
+    with pytest.raises(ValueError, match=message) as raised:
+        load_head(path)
+    assert str(path) in str(raised.value)
+
+
+def without_context(model: Path) -> None:
+    """Turn a model directory into one of the kind built before the context head."""
+    (model / CONTEXT_HEAD_FILE).unlink()
+    (model / CHAR_NGRAMS_FILE).unlink(missing_ok=True)
+    config = json.loads((model / "config.json").read_text())
+    config.pop("char_ngrams_sha256", None)
+    (model / "config.json").write_text(json.dumps(config))
+
+
 @pytest.fixture
 def model_copy(model_dir, tmp_path):
     copy = tmp_path / "model"
@@ -106,11 +171,12 @@ def model_copy(model_dir, tmp_path):
 
 def test_the_smoke_model_ships_a_context_head_and_scores_in_context(model_copy):
     model = PromoFilter(model_copy)
-    assert isinstance(model.head, ContextHead)
+    assert isinstance(model.head, ContextHead | MixtureHead)
     segments = ["Der Kurs stieg.", "Jetzt kaufen!", "Hier weiterlesen..."]
     rows = model.encode(segments)
+    embeddings = model.embed(segments)
     assert rows.shape == (3, model.head.dim)
-    np.testing.assert_allclose(model.embed(segments), rows)
+    np.testing.assert_allclose(rows[:, : embeddings.shape[1]], embeddings)
     np.testing.assert_allclose(model.predict_proba(segments), model.head.alone(rows))
     np.testing.assert_allclose(
         model.predict_proba_in_context(segments), model.head.in_document(rows)
@@ -124,11 +190,14 @@ def test_the_smoke_model_ships_a_context_head_and_scores_in_context(model_copy):
 def test_a_changed_head_file_fails_the_integrity_check(model_copy):
     path = model_copy / CONTEXT_HEAD_FILE
     raw = json.loads(path.read_text())
-    raw["bias"] += 1.0
+    segment_head = raw["members"][0]["head"] if raw["kind"] == "mixture" else raw
+    segment_head["bias"] += 1.0
     path.write_text(json.dumps(raw))
+    rows = PromoFilter(model_copy, verify=False).encode(["Der Kurs stieg."])
     with pytest.raises(ModelLoadError, match="context_head_sha256"):
         PromoFilter(model_copy)
-    assert PromoFilter(model_copy, verify=False).head.bias == pytest.approx(raw["bias"])
+    changed = PromoFilter(model_copy, verify=False).head
+    np.testing.assert_allclose(changed.alone(rows), load_head(path).alone(rows))
 
 
 def test_a_broken_head_file_is_a_model_load_error(model_copy):
@@ -138,7 +207,7 @@ def test_a_broken_head_file_is_a_model_load_error(model_copy):
 
 
 def test_a_model_without_a_head_file_scores_segments_alone(model_copy):
-    (model_copy / CONTEXT_HEAD_FILE).unlink()
+    without_context(model_copy)
     model = PromoFilter(model_copy)
     segments = ["Der Kurs stieg.", "Jetzt kaufen!"]
     assert isinstance(model.head, SegmentOnly)
@@ -153,8 +222,9 @@ def test_no_texts_give_empty_results_of_the_right_shape(model_copy):
     assert model.encode([]).shape == (0, model.head.dim)
     assert model.predict_proba([]).shape == (0,)
     assert model.predict_proba_in_context([]).shape == (0,)
-    (model_copy / CONTEXT_HEAD_FILE).unlink()
+    without_context(model_copy)
     without_head = PromoFilter(model_copy)
     assert without_head.encode([]).shape == (0, 1)
-    assert without_head.embed([]).shape == (0, model.head.dim)
+    width = model.embed(["x"]).shape[1]
+    assert without_head.embed([]).shape == model.embed([]).shape == (0, width)
     assert without_head.predict_proba([]).shape == (0,)

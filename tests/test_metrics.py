@@ -50,6 +50,17 @@ def test_thresholds_chosen_from_the_curve():
     assert threshold_for_precision(TRUTH, SCORES, target=0.7) == pytest.approx(0.3)
 
 
+def test_the_precision_threshold_is_the_best_f1_among_those_reaching_the_target():
+    truth = [True, True, False, True, False, False, False, False, True]
+    scores = [0.9, 0.8, 0.7, 0.6, 0.5, 0.4, 0.3, 0.2, 0.1]
+    # 0.1 reaches precision 4/9 too, with F1 0.62; 0.6 reaches 3/4 with F1 0.75
+    assert threshold_for_precision(truth, scores, target=0.44) == pytest.approx(0.6)
+    # only 0.9 and 0.8 reach precision 1; 0.8 has the better recall
+    assert threshold_for_precision(truth, scores, target=1.0) == pytest.approx(0.8)
+    # nothing reaches 1.0 when the top score is wrong: the best-F1 threshold instead
+    assert threshold_for_precision([False, True], [0.9, 0.1], target=1.0) == pytest.approx(0.1)
+
+
 def test_character_scores_ignore_separators_and_count_factual_loss():
     # "aaaa..bbbb..cc": a promotional, b factual, c factual; '.' separators
     gold_promo = character_mask(14, [(0, 4)])

@@ -12,8 +12,9 @@ result is already there, so that a killed build continues where it stopped:
    probabilities;
 5. ``export``: ONNX fp32 and int8 (outputs ``logits`` and ``embeddings``), with parity figures;
 6. ``package``: the context head fitted on the int8 graph's embeddings
-   (:mod:`training.context`), the threshold on dev, evaluation, config.json and the model
-   card in ``--output``.
+   (:mod:`training.context`), the character n-gram read-outs (:mod:`training.lexical`) and
+   their weight beside it, the threshold on dev, evaluation, config.json and the model card
+   in ``--output``.
 
 ``--smoke`` runs the same chain with a tiny random-initialised encoder and a few steps; the
 tests use it.
@@ -243,12 +244,14 @@ def stage_export(config: BuildConfig, student_dir: Path) -> Path:
 
 def stage_package(config: BuildConfig, student_dir: Path, onnx_dir: Path) -> Path:
     """Write ``config.output``: model.onnx (int8), tokenizer.json, context_head.json,
-    config.json, README.md."""
+    char_ngrams.json, config.json, README.md."""
     import promofilter
-    from promofilter.context import CONTEXT_HEAD_FILE
+    from promofilter.context import CONTEXT_HEAD_FILE, MixtureHead
+    from promofilter.lexical import CHAR_NGRAMS_FILE
 
-    from training.context import DEFAULT_C, fit_context_head
+    from training.context import DEFAULT_C, document_rows, fit_context_head
     from training.evaluate import document_scores, evaluate
+    from training.lexical import fit_char_ngrams
     from training.model_card import evaluation_summary, write_model_card
     from training.train import dev_metrics
 
@@ -272,17 +275,44 @@ def stage_package(config: BuildConfig, student_dir: Path, onnx_dir: Path) -> Pat
         # the head is fitted on the embeddings of the int8 graph that ships, through the runtime
         documents = _train_documents(config, config.generated_per_document, 13)
         _log(f"package: fitting the context head on {len(documents):,} documents")
-        head = fit_context_head(promofilter.load(staging), documents, c=DEFAULT_C)
+        encoder = promofilter.load(staging)
+        embedding_head = fit_context_head(encoder, documents, c=DEFAULT_C)
+        lexical, lexical_head = fit_char_ngrams(documents)
+        dev_documents = read_documents(config.dev)
+        dev_rows = [
+            np.hstack([rows, lexical.rows([s.text for s in document.segments])])
+            for document, rows in zip(
+                dev_documents, document_rows(encoder, dev_documents), strict=True
+            )
+        ]
+        dev_known = np.array([s.label != AMBIGUOUS for d in dev_documents for s in d.segments])
+        _, dev_labels = labeled_segments(dev_documents)
+        f1_by_weight = {}
+        for weight in LEXICAL_WEIGHT_GRID:
+            mixture = MixtureHead([(1 - weight, embedding_head), (weight, lexical_head)])
+            scores = np.concatenate([mixture.in_document(rows) for rows in dev_rows])
+            f1_by_weight[weight] = dev_metrics(
+                dev_labels, scores[dev_known], config.precision_target
+            )["f1"]
+        lexical_weight = max(f1_by_weight, key=lambda weight: (f1_by_weight[weight], -weight))
+        _log(f"package: dev F1 by character n-gram weight {f1_by_weight}")
+        if lexical_weight:
+            head = MixtureHead(
+                [(1 - lexical_weight, embedding_head), (lexical_weight, lexical_head)]
+            )
+            lexical.save(staging / CHAR_NGRAMS_FILE)
+            model_config["char_ngrams_sha256"] = sha256_file(staging / CHAR_NGRAMS_FILE)
+        else:
+            head = embedding_head
         head.save(staging / CONTEXT_HEAD_FILE)
         model_config["context_head_sha256"] = sha256_file(staging / CONTEXT_HEAD_FILE)
+        model_config["char_ngram_weight"] = lexical_weight
         _write_json(staging / "config.json", model_config)
         # the threshold is chosen on dev, each segment scored in its document as analyze does
         runtime = promofilter.load(staging)
-        dev_documents = read_documents(config.dev)
         dev_scores = np.concatenate(document_scores(runtime, dev_documents))
-        dev_known = np.array([s.label != AMBIGUOUS for d in dev_documents for s in d.segments])
-        _, dev_labels = labeled_segments(dev_documents)
         dev = dev_metrics(dev_labels, dev_scores[dev_known], config.precision_target)
+        dev["f1_by_char_ngram_weight"] = {str(k): round(v, 4) for k, v in f1_by_weight.items()}
         model_config["threshold"] = round(dev["threshold"], 6)
         model_config.update(
             base_model=_base_model_name(config),
@@ -290,8 +320,16 @@ def stage_package(config: BuildConfig, student_dir: Path, onnx_dir: Path) -> Pat
                 "encoder": "BERT, mean pooling",
                 "head": (
                     f"logistic regression over the segment's embedding and its neighbours' "
-                    f"within {head.window} segment(s), fitted on the int8 embeddings of the "
-                    f"train split plus generated variants (C={DEFAULT_C})"
+                    f"within {embedding_head.window} segment(s), fitted on the int8 embeddings "
+                    f"of the train split plus generated variants (C={DEFAULT_C})"
+                    + (
+                        f"; its probability averaged with weight {lexical_weight} with a "
+                        "logistic regression over character n-gram TF-IDF of the segment and "
+                        f"its neighbours (`{CHAR_NGRAMS_FILE}`, {len(lexical.ngrams):,} "
+                        "n-grams), the weight with the best dev F1"
+                        if lexical_weight
+                        else ""
+                    )
                 ),
                 "layers": student_config["num_hidden_layers"],
                 "hidden_size": student_config["hidden_size"],
@@ -356,6 +394,9 @@ STAGE_TIMES = "stage_seconds.json"
 # bars a paragraph's trailing sentences must reach, read alone, to be split off; the build
 # keeps the one with the best character F1 on dev
 SPLIT_CONFIDENCE_GRID = (0.0, 0.5, 0.9, 0.97, 0.99, 0.999)
+# weights of the character n-gram head in the average with the embedding head; 0 ships the
+# embedding head alone
+LEXICAL_WEIGHT_GRID = (0.0, 0.3, 0.4, 0.5, 0.6, 0.7)
 
 
 def _timed(config: BuildConfig, name: str, stage, *args):

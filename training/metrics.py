@@ -101,8 +101,7 @@ def expected_calibration_error(
 def best_f1_threshold(y_true: Sequence[bool], scores: Sequence[float]) -> tuple[float, float]:
     """The threshold (``score >= t``) with the highest F1, and that F1."""
     precision, recall, thresholds = precision_recall_curve(y_true, scores)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        f1 = np.where(precision + recall > 0, 2 * precision * recall / (precision + recall), 0.0)
+    f1 = _f1(precision, recall)
     best = int(np.argmax(f1))
     return float(thresholds[best]), float(f1[best])
 
@@ -110,15 +109,24 @@ def best_f1_threshold(y_true: Sequence[bool], scores: Sequence[float]) -> tuple[
 def threshold_for_precision(
     y_true: Sequence[bool], scores: Sequence[float], target: float
 ) -> float:
-    """The lowest threshold whose precision reaches ``target`` (best recall at that precision).
+    """The threshold with the best F1 among those whose precision reaches ``target``.
 
-    Falls back to the best-F1 threshold when no threshold reaches the target.
+    Not simply the lowest such threshold (the best recall at that precision): on a curve
+    that dips back to ``target`` far down, that one buys a little recall with many false
+    alarms (dev F1 0.939 against 0.949 for the shipped model's scores). Falls back to the
+    best-F1 threshold when no threshold reaches the target.
     """
-    precision, _, thresholds = precision_recall_curve(y_true, scores)
-    reaching = np.flatnonzero(precision >= target)
-    if reaching.size == 0:
+    precision, recall, thresholds = precision_recall_curve(y_true, scores)
+    reaching = precision >= target
+    if not reaching.any():
         return best_f1_threshold(y_true, scores)[0]
-    return float(thresholds[reaching[-1]])
+    f1 = np.where(reaching, _f1(precision, recall), -1.0)
+    return float(thresholds[int(np.argmax(f1))])
+
+
+def _f1(precision: np.ndarray, recall: np.ndarray) -> np.ndarray:
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(precision + recall > 0, 2 * precision * recall / (precision + recall), 0.0)
 
 
 def character_mask(length: int, spans: Sequence[tuple[int, int]]) -> np.ndarray:

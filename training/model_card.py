@@ -149,8 +149,8 @@ def render_model_card(config: dict, smoke: bool = False) -> str:
         "`logits` (the segment alone, 0 = factual, 1 = promotional) and `embeddings` (what "
         f"the head reads); `max_length` {config['max_length']} tokens, "
         "longer texts scored in overlapping windows by the runtime.",
-        f"- Threshold {config['threshold']:.4f}: the lowest dev threshold reaching precision "
-        f"{training['precision_target']:.2f}.",
+        f"- Threshold {config['threshold']:.4f}: the dev threshold with the best F1 among those "
+        f"reaching precision {training['precision_target']:.2f}.",
         f"- A paragraph's trailing sentences are split off as a call to action only when, read "
         f"alone, they score at least {config['split_confidence']} and the paragraph follows "
         "factual text: the bar with the best character F1 on dev (sentences read alone are "
@@ -238,8 +238,9 @@ def render_model_card(config: dict, smoke: bool = False) -> str:
         "build resumes from them.",
         "",
         f"Files: `model.onnx` (sha256 `{config['model_sha256']}`, checked at load), "
-        "`tokenizer.json`, `context_head.json` (sha256 in config.json, checked at load), "
-        "`config.json`.",
+        "`tokenizer.json`, `context_head.json`"
+        + (", `char_ngrams.json`" if "char_ngrams_sha256" in config else "")
+        + " (sha256 in config.json, checked at load), `config.json`.",
         "",
     ]
     return "\n".join(line for line in lines if line is not None) + "\n"
