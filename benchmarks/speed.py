@@ -4,7 +4,8 @@
 
 Both sides score the test split's segments with 2 threads and batch size 32:
 
-* promofilter: ``promofilter.load(model).predict_proba`` (int8 student, tokenization included);
+* promofilter: ``promofilter.load(model).predict_proba`` (int8 student plus the character
+  n-gram read-outs where the model has them, tokenization included);
 * reference: ``transformers.pipeline("text-classification")`` running a 12-layer model of the
   teacher's architecture (same hidden size, heads and vocabulary) in PyTorch fp32. Its weights
   are random: speed does not depend on them, and the teacher is not shipped.
@@ -112,7 +113,8 @@ def markdown(result: dict, model_dir: Path) -> str:
             f"`python -m benchmarks.speed --model {_shown(model_dir)}`; "
             f"{machine()}; {result['segments']} segments of the test split; "
             f"{THREADS} threads and batch size {BATCH_SIZE} on both sides; median of the "
-            "timed runs after a warm-up; tokenization included.",
+            "timed runs after a warm-up; tokenization (and the character n-grams of a model "
+            "that has them) included.",
             "",
             "| scorer | segments/s |",
             "|---|---|",
