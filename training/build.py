@@ -287,23 +287,25 @@ def stage_package(config: BuildConfig, student_dir: Path, onnx_dir: Path) -> Pat
         ]
         dev_known = np.array([s.label != AMBIGUOUS for d in dev_documents for s in d.segments])
         _, dev_labels = labeled_segments(dev_documents)
-        f1_by_weight = {}
-        for weight in LEXICAL_WEIGHT_GRID:
-            mixture = MixtureHead([(1 - weight, embedding_head), (weight, lexical_head)])
-            scores = np.concatenate([mixture.in_document(rows) for rows in dev_rows])
-            f1_by_weight[weight] = dev_metrics(
-                dev_labels, scores[dev_known], config.precision_target
+        mixtures = {
+            weight: MixtureHead([(1 - weight, embedding_head), (weight, lexical_head)])
+            for weight in LEXICAL_WEIGHT_GRID
+        }
+        f1_by_weight = {
+            weight: dev_metrics(
+                dev_labels,
+                np.concatenate([mixture.in_document(rows) for rows in dev_rows])[dev_known],
+                config.precision_target,
             )["f1"]
+            for weight, mixture in mixtures.items()
+        }
+        # the smallest weight among the best: the n-grams ship only when dev asks for them
         lexical_weight = max(f1_by_weight, key=lambda weight: (f1_by_weight[weight], -weight))
         _log(f"package: dev F1 by character n-gram weight {f1_by_weight}")
+        head = mixtures[lexical_weight] if lexical_weight else embedding_head
         if lexical_weight:
-            head = MixtureHead(
-                [(1 - lexical_weight, embedding_head), (lexical_weight, lexical_head)]
-            )
             lexical.save(staging / CHAR_NGRAMS_FILE)
             model_config["char_ngrams_sha256"] = sha256_file(staging / CHAR_NGRAMS_FILE)
-        else:
-            head = embedding_head
         head.save(staging / CONTEXT_HEAD_FILE)
         model_config["context_head_sha256"] = sha256_file(staging / CONTEXT_HEAD_FILE)
         model_config["char_ngram_weight"] = lexical_weight
