@@ -27,9 +27,9 @@ CHAR_NGRAMS_KIND = "char-wb-tfidf"
 # six significant digits keep a text's read-outs within 1e-5 of the fitted model's (tested)
 # and the shipped file at 3.8 MB
 _DIGITS = 6
-# words whose n-gram columns are remembered; a German news corpus of 100k segments has
-# about this many distinct words, and the cache is emptied when it fills
-_WORD_CACHE_SIZE = 200_000
+# words whose n-gram columns are remembered before the cache is emptied: 50,000 words of
+# the German word list take about 21 MB there, which bounds what the cache adds to RSS
+_WORD_CACHE_SIZE = 50_000
 
 
 def char_wb_ngrams(text: str, min_n: int, max_n: int) -> list[str]:
