@@ -95,7 +95,7 @@ class ContextHead:
         return (1 + 2 * window) * dim + 2 * window
 
     def _logits_in_document(self, rows: np.ndarray) -> np.ndarray:
-        rows = self._check(rows)
+        rows = _rows_of_width(rows, self.dim)
         dots = rows.astype(np.float64) @ self._matrix  # (n, blocks): one product per row and block
         logits = dots[:, 0] + self.bias
         block = 1
@@ -110,14 +110,8 @@ class ContextHead:
         return _sigmoid(self._logits_in_document(rows))
 
     def alone(self, rows: np.ndarray) -> np.ndarray:
-        rows = self._check(rows)
+        rows = _rows_of_width(rows, self.dim)
         return _sigmoid(rows.astype(np.float64) @ self._matrix[:, 0] + self.bias)
-
-    def _check(self, rows: np.ndarray) -> np.ndarray:
-        rows = np.asarray(rows)
-        if rows.ndim != 2 or rows.shape[1] != self.dim:
-            raise ValueError(f"expected rows of shape (n, {self.dim}), got {rows.shape}")
-        return rows
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -129,7 +123,7 @@ class ContextHead:
         }
 
     def save(self, path: str | Path) -> None:
-        Path(path).write_text(json.dumps(self.to_json()) + "\n", encoding="utf-8")
+        _write_json(path, self.to_json())
 
     @classmethod
     def from_json(cls, raw: Any) -> ContextHead:
@@ -177,9 +171,7 @@ class MixtureHead:
         self.dim = int(bounds[-1])
 
     def _average(self, rows: np.ndarray, score: str) -> np.ndarray:
-        rows = np.asarray(rows)
-        if rows.ndim != 2 or rows.shape[1] != self.dim:
-            raise ValueError(f"expected rows of shape (n, {self.dim}), got {rows.shape}")
+        rows = _rows_of_width(rows, self.dim)
         total = np.zeros(len(rows))
         for (weight, head), columns in zip(self.members, self._columns, strict=True):
             total += weight * getattr(head, score)(rows[:, columns])
@@ -200,7 +192,7 @@ class MixtureHead:
         }
 
     def save(self, path: str | Path) -> None:
-        Path(path).write_text(json.dumps(self.to_json()) + "\n", encoding="utf-8")
+        _write_json(path, self.to_json())
 
     @classmethod
     def from_json(cls, raw: Any) -> MixtureHead:
@@ -261,6 +253,17 @@ def _shift(values: np.ndarray, offset: int) -> tuple[np.ndarray, np.ndarray]:
             shifted[-offset:] = values[:offset]
             present[-offset:] = 1.0
     return shifted, present
+
+
+def _rows_of_width(rows: np.ndarray, dim: int) -> np.ndarray:
+    rows = np.asarray(rows)
+    if rows.ndim != 2 or rows.shape[1] != dim:
+        raise ValueError(f"expected rows of shape (n, {dim}), got {rows.shape}")
+    return rows
+
+
+def _write_json(path: str | Path, content: dict[str, Any]) -> None:
+    Path(path).write_text(json.dumps(content) + "\n", encoding="utf-8")
 
 
 def _sigmoid(logits: np.ndarray) -> np.ndarray:

@@ -32,6 +32,18 @@ def document_rows(model, documents: Sequence[Document]) -> list[np.ndarray]:
     return np.split(rows, bounds)
 
 
+def fit_targets(documents: Sequence[Document], fitted: str) -> tuple[np.ndarray, np.ndarray]:
+    """Over all segments of ``documents`` in order: which carry a gold label (ambiguous ones
+    serve as neighbours only), and for those, whether it is promotional. ``fitted`` names
+    what is being fitted in the error raised when one of the two labels is missing."""
+    labels = [segment.label for document in documents for segment in document.segments]
+    known = np.array([label != AMBIGUOUS for label in labels], dtype=bool)
+    target = np.array([label == PROMOTIONAL for label in labels], dtype=bool)[known]
+    if target.all() or not target.any():
+        raise ValueError(f"fitting {fitted} needs promotional and factual segments")
+    return known, target
+
+
 def fit_context_head(
     model,
     documents: Sequence[Document],
@@ -41,14 +53,10 @@ def fit_context_head(
     """A :class:`ContextHead` for ``model``'s encoder, fitted on ``documents``' gold labels."""
     from sklearn.linear_model import LogisticRegression
 
-    features, labels = [], []
-    for document, rows in zip(documents, document_rows(model, documents), strict=True):
-        keep = np.array([s.label != AMBIGUOUS for s in document.segments])
-        features.append(neighbour_features(rows, window)[keep])
-        labels += [s.label == PROMOTIONAL for s in document.segments if s.label != AMBIGUOUS]
-    target = np.asarray(labels)
-    if target.all() or not target.any():
-        raise ValueError("fitting a context head needs promotional and factual segments")
+    known, target = fit_targets(documents, "a context head")
+    features = np.vstack(
+        [neighbour_features(rows, window) for rows in document_rows(model, documents)]
+    )
     regression = LogisticRegression(C=c, max_iter=5000)
-    regression.fit(np.vstack(features), target)
+    regression.fit(features[known], target)
     return ContextHead(regression.coef_[0], float(regression.intercept_[0]), window)

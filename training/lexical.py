@@ -23,7 +23,8 @@ from promofilter.context import ContextHead
 from promofilter.lexical import CharNgramReadout
 
 from training.baselines import TfidfBaseline
-from training.corpus import AMBIGUOUS, PROMOTIONAL, Document
+from training.context import fit_targets
+from training.corpus import Document
 
 # how much a neighbour's n-grams count beside the segment's own
 NEIGHBOUR_SCALE = 0.5
@@ -50,12 +51,8 @@ def fit_char_ngrams(
     from sklearn.feature_extraction.text import TfidfVectorizer
     from sklearn.linear_model import LogisticRegression
 
+    known, target = fit_targets(documents, "character n-grams")
     own, previous, following = _neighbour_texts(documents)
-    labels = [s.label for d in documents for s in d.segments]
-    known = np.array([label != AMBIGUOUS for label in labels])
-    target = np.array([label == PROMOTIONAL for label in labels])[known]
-    if target.all() or not target.any():
-        raise ValueError("fitting character n-grams needs promotional and factual segments")
     vectorizer = TfidfVectorizer(**TfidfBaseline.vectorizer_params)
     features = hstack(
         [
