@@ -158,6 +158,32 @@ def test_student_layers_are_copied_from_spread_teacher_layers(layers, picked) ->
     )
 
 
+def test_a_narrower_student_drops_the_feed_forward_units_that_do_nothing() -> None:
+    """Units whose incoming weights and bias are zero output GELU(0) = 0: a student without
+    them must compute exactly the teacher's logits, and keep every other unit's weights."""
+    torch.manual_seed(0)
+    teacher = PromoClassifier(_tiny_config(2)).eval()  # 32 feed-forward units per layer
+    silent = torch.arange(3, 32, 4)  # 8 units per layer
+    with torch.no_grad():
+        for layer in teacher.bert.encoder.layer:
+            layer.intermediate.dense.weight[silent] = 0
+            layer.intermediate.dense.bias[silent] = 0
+    student = student_from_teacher(teacher, 2, intermediate_size=24).eval()
+    assert student.config.intermediate_size == 24
+    kept = torch.tensor([unit for unit in range(32) if unit not in set(silent.tolist())])
+    for new, old in zip(student.bert.encoder.layer, teacher.bert.encoder.layer, strict=True):
+        assert torch.equal(new.intermediate.dense.weight, old.intermediate.dense.weight[kept])
+        assert torch.equal(new.output.dense.weight, old.output.dense.weight[:, kept])
+    ids = torch.tensor([[0, 5, 6, 2], [0, 7, 2, 1]])
+    mask = torch.tensor([[1, 1, 1, 1], [1, 1, 1, 0]])
+    with torch.no_grad():
+        expected = teacher(input_ids=ids, attention_mask=mask).logits
+        logits = student(input_ids=ids, attention_mask=mask).logits
+    assert torch.allclose(logits, expected, atol=1e-6)
+    with pytest.raises(ValueError, match=r"intermediate size must be in 1\.\.32, got 40"):
+        student_from_teacher(teacher, 2, intermediate_size=40)
+
+
 def test_soft_targets_give_the_cross_entropy_of_hard_ones() -> None:
     torch.manual_seed(0)
     model = PromoClassifier(_tiny_config(1)).eval()
@@ -200,3 +226,27 @@ def test_the_exported_embeddings_are_the_students_pooled_output(smoke_build: Pat
         pooled = student.pooled(*(torch.from_numpy(feed[n]) for n in feed)).numpy()
     assert embeddings.shape == (len(TEXTS), student.config.hidden_size)
     np.testing.assert_allclose(embeddings, pooled, atol=1e-4)
+
+
+def test_the_export_holds_for_shapes_other_than_the_traced_one(tmp_path: Path) -> None:
+    """The graph is traced at batch 2 x length 7; other shapes, padding included, must give
+    the model's own logits, and the caller's model keeps its attention implementation."""
+    from promofilter.model import create_session
+
+    from training.export import export_onnx
+
+    torch.manual_seed(0)
+    model = PromoClassifier(_tiny_config(2)).eval()
+    before = model.config._attn_implementation
+    session = create_session(export_onnx(model, tmp_path / "tiny.onnx"), threads=1)
+    assert model.config._attn_implementation == before
+    generator = torch.Generator().manual_seed(1)
+    for batch, length in [(1, 2), (3, 11), (5, 30)]:
+        ids = torch.randint(4, 50, (batch, length), generator=generator)
+        mask = torch.ones_like(ids)
+        mask[0, length // 2 :] = 0  # the first row is padded
+        with torch.no_grad():
+            expected = model(input_ids=ids, attention_mask=mask).logits.numpy()
+        feed = {"input_ids": ids.numpy(), "attention_mask": mask.numpy()}
+        logits = session.run(["logits"], feed)[0]
+        np.testing.assert_allclose(logits, expected, atol=1e-5)

@@ -8,8 +8,8 @@ reads.
 
 from __future__ import annotations
 
-import logging
 import tempfile
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -47,24 +47,36 @@ def export_onnx(model, path: str | Path, vocab_size: int | None = None) -> Path:
         torch.randint(4, vocab_size, (2, 7), generator=generator),
         torch.ones(2, 7, dtype=torch.int64),
     )
-    batch, sequence = torch.export.Dim("batch"), torch.export.Dim("sequence")
-    axes = {"input_ids": {0: batch, 1: sequence}, "attention_mask": {0: batch, 1: sequence}}
-    # the exporter logs each pass at INFO; keep the build output readable
-    logging.getLogger("torch.onnx").setLevel(logging.WARNING)
+    axes = {name: {0: "batch", 1: "sequence"} for name in INPUT_NAMES}
     wrapper = LogitsAndEmbeddings(model).eval()
-    with torch.no_grad():
-        torch.onnx.export(
-            wrapper,
-            example,
-            str(path),
-            input_names=list(INPUT_NAMES),
-            output_names=[OUTPUT_NAME, EMBEDDINGS_NAME],
-            dynamic_shapes=axes,
-            opset_version=OPSET,
-            dynamo=True,
-            external_data=False,  # one self-contained file
-            verbose=False,
-        )
+    # Eager attention through the TorchScript exporter: on the shipped 3-layer student its
+    # static-int8 graph scored the test split at a median 299 segments/s against 272 for
+    # SDPA through the dynamo exporter (best 396 against 348; 20 interleaved rounds, ONNX
+    # Runtime only, 2 threads); eager attention through the dynamo exporter gave 288.
+    # The SDPA export builds its mask with IsNaN/Where per layer.
+    previous = model.config._attn_implementation
+    model.set_attn_implementation("eager")
+    try:
+        with torch.no_grad(), warnings.catch_warnings():
+            # the tracer warns that the mask's padding check is fixed at trace time; it holds
+            # for every shape because the mask always has the sequence's own length
+            warnings.simplefilter("ignore", torch.jit.TracerWarning)
+            warnings.simplefilter("ignore", DeprecationWarning)
+            # the mask's indices are never negative, the case this warning is about
+            warnings.filterwarnings("ignore", "Exporting aten::index", UserWarning)
+            torch.onnx.export(
+                wrapper,
+                example,
+                str(path),
+                input_names=list(INPUT_NAMES),
+                output_names=[OUTPUT_NAME, EMBEDDINGS_NAME],
+                dynamic_axes=axes,
+                opset_version=OPSET,
+                dynamo=False,
+                verbose=False,
+            )
+    finally:
+        model.set_attn_implementation(previous)
     return path
 
 
