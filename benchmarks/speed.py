@@ -60,7 +60,10 @@ def reference_pipeline(model_dir: Path):
         hidden_size=architecture["hidden_size"],
         num_hidden_layers=architecture["teacher_layers"],
         num_attention_heads=architecture["num_attention_heads"],
-        intermediate_size=architecture["intermediate_size"],
+        # the teacher's width: a student may have fewer feed-forward units
+        intermediate_size=architecture.get(
+            "teacher_intermediate_size", architecture["intermediate_size"]
+        ),
         max_position_embeddings=512,
         pad_token_id=shipped["pad_token_id"],
     )
