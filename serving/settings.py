@@ -20,9 +20,10 @@ from promofilter.model import DEFAULT_THREADS
 
 # Tuned with benchmarks/load.py on 2 cores (docs/benchmarks.md, section "load").
 DEFAULT_MAX_BATCH_SIZE = 128
-# An online call holds ~64 segments of mixed lengths, too few to sort into evenly long rows:
-# ONNX Runtime batches of 16 pad less than the library's 32 (90% vs 81% of one sorted call
-# over the whole test split, in random calls of 64).
+# Rows per ONNX Runtime run within a model call. Runs are cut where the sorted lengths jump
+# (promofilter.model.padded_runs), so this cap matters little: random calls of 65 test
+# segments carried 4.4% padding with a cap of 16 or of 32, against 19% and 26% when runs
+# were cut every 16 or 32 rows, as before that function.
 DEFAULT_MODEL_BATCH_SIZE = 16
 DEFAULT_MAX_WAIT_MS = 5.0
 DEFAULT_MAX_QUEUED_SEGMENTS = 1024

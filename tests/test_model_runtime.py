@@ -6,6 +6,7 @@ sessions and offsets; the labelling rules are tested in test_analyze.py with a s
 
 from __future__ import annotations
 
+import functools
 import itertools
 import json
 import re
@@ -16,7 +17,7 @@ import numpy as np
 import promofilter
 import pytest
 from promofilter.context import SegmentOnly
-from promofilter.model import ModelLoadError, windows
+from promofilter.model import ModelLoadError, padded_runs, windows
 
 TEXTS = [
     "Die Bundesbank meldete am Dienstag einen Rückgang der Kreditvergabe.",
@@ -97,6 +98,48 @@ def test_batch_size_order_and_batch_mates_do_not_change_scores(fresh):
     np.testing.assert_allclose(reversed_order, reference, rtol=0, atol=1e-6)
     with pytest.raises(ValueError, match="batch_size"):
         fresh.batch_size = 0
+
+
+def _partitions(count: int):
+    """Every way to cut ``range(count)`` into consecutive runs, as lists of (start, stop)."""
+    for cuts in itertools.product([False, True], repeat=max(0, count - 1)):
+        bounds = [0, *(i + 1 for i, cut in enumerate(cuts) if cut), count]
+        yield list(itertools.pairwise(bounds))
+
+
+def _cost(lengths, runs, overhead: int) -> int:
+    return sum(overhead + (stop - start) * int(lengths[stop - 1]) for start, stop in runs)
+
+
+def _allowed(lengths, max_rows: int, max_tokens: int, run: tuple[int, int]) -> bool:
+    rows = run[1] - run[0]
+    return rows == 1 or (rows <= max_rows and rows * lengths[run[1] - 1] <= max_tokens)
+
+
+def test_padded_runs_are_the_cheapest_allowed_cut():
+    rng = np.random.default_rng(0)
+    for _ in range(200):
+        lengths = np.sort(rng.integers(1, 60, rng.integers(1, 9)))
+        max_rows, max_tokens, overhead = int(rng.integers(1, 5)), int(rng.integers(20, 200)), 16
+        runs = padded_runs(lengths, max_rows, max_tokens, overhead)
+        allowed = functools.partial(_allowed, lengths, max_rows, max_tokens)
+        assert runs == sorted(runs) and runs[0][0] == 0 and runs[-1][1] == len(lengths)
+        assert all(allowed(run) for run in runs)
+        cheapest = min(
+            _cost(lengths, p, overhead) for p in _partitions(len(lengths)) if all(map(allowed, p))
+        )
+        assert _cost(lengths, runs, overhead) == cheapest
+
+
+def test_padded_runs_cut_where_lengths_jump_not_every_batch_size_rows():
+    lengths = np.array([10] * 12 + [100] * 4)
+    assert padded_runs(lengths, max_rows=16, max_tokens=4096, run_overhead_tokens=32) == [
+        (0, 12),
+        (12, 16),
+    ]
+    # a call costing more than the padding keeps one run
+    assert padded_runs(lengths, 16, 4096, run_overhead_tokens=2000) == [(0, 16)]
+    assert padded_runs(np.array([], dtype=np.int64), 16, 4096) == []
 
 
 def test_batches_respect_the_row_and_token_caps_and_cover_every_text(fresh, monkeypatch):
