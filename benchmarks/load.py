@@ -50,6 +50,8 @@ class Phase:
     statuses: Counter = field(default_factory=Counter)  # status code or exception name
     segments: int = 0
     batch_sizes: tuple[float, float] = (0.0, 0.0)  # model calls, segments, from /metrics
+    client_cpu: float = 0.0  # CPU seconds of this process (the clients) during the phase
+    server_cpu: float | None = None  # CPU seconds of the server process, where /proc has it
 
     @property
     def ok(self) -> int:
@@ -79,7 +81,30 @@ class Phase:
             "mean_batch": segments / calls if calls else 0.0,
             "statuses": {str(k): v for k, v in sorted(self.statuses.items(), key=str)},
             "errors": self.errors,
+            # in cores: 2.0 is both cores of the machine, all the time
+            "client_cores": self.client_cpu / self.seconds if self.seconds else 0.0,
+            "server_cores": (
+                self.server_cpu / self.seconds
+                if self.seconds and self.server_cpu is not None
+                else None
+            ),
         }
+
+
+@dataclass
+class Server:
+    url: str
+    pid: int
+
+
+def process_cpu_seconds(pid: int) -> float | None:
+    """User plus system CPU seconds of a running process, from /proc (Linux); None elsewhere."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    fields = stat.rsplit(")", 1)[1].split()  # after the command name, which may hold spaces
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime, stime
 
 
 def free_port() -> int:
@@ -89,8 +114,8 @@ def free_port() -> int:
 
 
 @contextmanager
-def serving(args: argparse.Namespace, *options: str) -> Iterator[str]:
-    """A ``promofilter serve`` process on loopback, ready; its URL. Stopped with SIGTERM."""
+def serving(args: argparse.Namespace, *options: str) -> Iterator[Server]:
+    """A ``promofilter serve`` process on loopback, ready. Stopped with SIGTERM."""
     import httpx
 
     port = free_port()
@@ -113,7 +138,7 @@ def serving(args: argparse.Namespace, *options: str) -> Iterator[str]:
             except httpx.TransportError:
                 pass
             time.sleep(0.2)
-        yield url
+        yield Server(url, process.pid)
     finally:
         process.terminate()
         try:
@@ -185,10 +210,19 @@ async def drive(
     phase.seconds = time.monotonic() - started
 
 
-def run_phase(url: str, phase: Phase, bodies, args: argparse.Namespace, duration: float) -> Phase:
-    before = batch_figures(url)
-    asyncio.run(drive(url, phase, bodies, duration, args.max_requests, args.backoff_ms / 1000))
-    after = batch_figures(url)
+def run_phase(
+    server: Server, phase: Phase, bodies, args: argparse.Namespace, duration: float
+) -> Phase:
+    before = batch_figures(server.url)
+    server_before, client_before = process_cpu_seconds(server.pid), time.process_time()
+    asyncio.run(
+        drive(server.url, phase, bodies, duration, args.max_requests, args.backoff_ms / 1000)
+    )
+    server_after, phase.client_cpu = process_cpu_seconds(server.pid), time.process_time()
+    phase.client_cpu -= client_before
+    if server_before is not None and server_after is not None:
+        phase.server_cpu = server_after - server_before
+    after = batch_figures(server.url)
     phase.batch_sizes = (after[0] - before[0], after[1] - before[1])
     print(json.dumps(phase.summary()), file=sys.stderr)
     return phase
@@ -219,16 +253,16 @@ def measure(args: argparse.Namespace) -> dict:
         str(args.model_batch_size),
     ]
     phases = []
-    with serving(args, *server_options) as url:
-        run_phase(url, Phase("warm-up", 4), bodies, args, min(3.0, args.duration))
+    with serving(args, *server_options) as server:
+        run_phase(server, Phase("warm-up", 4), bodies, args, min(3.0, args.duration))
         for clients in args.clients:
-            phases.append(run_phase(url, Phase("load", clients), bodies, args, args.duration))
+            phases.append(run_phase(server, Phase("load", clients), bodies, args, args.duration))
     offline_after = offline_throughput(offline_model, segments)
     print(f"offline predict_proba: {offline_after:.1f} segments/s", file=sys.stderr)
     overload_options = [*server_options, "--max-queued-segments", str(args.overload_queue)]
-    with serving(args, *overload_options) as url:
+    with serving(args, *overload_options) as server:
         overload = Phase("over the queue limit", args.overload_clients)
-        run_phase(url, overload, bodies, args, args.duration)
+        run_phase(server, overload, bodies, args, args.duration)
     return {
         "date": time.strftime("%Y-%m-%d"),
         "machine": f"{platform.machine()}, {os.cpu_count()} CPUs",
@@ -276,7 +310,8 @@ def markdown(figures: dict) -> str:
         rows.append(
             f"| {p['clients']} | {p['requests_per_second']:,.1f} | {p['segments_per_second']:,.1f}"
             f" | {p['p50_ms']:.1f} | {p['p99_ms']:.1f} | {p['p99_ms'] / p['p50_ms']:.1f}x"
-            f" | {p['mean_batch']:.1f} | {p['errors']} |"
+            f" | {p['mean_batch']:.1f} | {p['errors']} | {_cores(p['server_cores'])}"
+            f" | {_cores(p['client_cores'])} |"
         )
     o = figures["overload"]
     checks = verdicts(figures)
@@ -297,10 +332,11 @@ run (the machine is shared; the clients run on the same two cores as the server)
 of {figures["model_batch_size"]} rows, max wait {figures["max_wait_ms"]:g} ms. Each client
 sends `POST /v1/classify` requests one after the other, {figures["segments_per_request"]}
 segments of `{figures["data"]}` per request, for {figures["duration"]:g} s per row;
-latencies are of the 200 answers.
+latencies are of the 200 answers; "per call" is segments per model call; "server" and
+"clients" are the CPU cores used (of 2) by the server process and by the clients' process.
 
-| clients | requests/s | segments/s | p50 ms | p99 ms | p99/p50 | segments per model call | errors |
-|---|---|---|---|---|---|---|---|
+| clients | req/s | segments/s | p50 ms | p99 ms | p99/p50 | per call | errors | server | clients |
+|---|---|---|---|---|---|---|---|---|---|
 {chr(10).join(rows)}
 
 - Offline `pf.predict_proba` (library defaults: runs of {figures["offline_batch_size"]} rows) on the
@@ -315,6 +351,10 @@ latencies are of the 200 answers.
   {o["seconds"]:g} s, clients pause {figures["backoff_ms"]:g} ms after a 429): {statuses};
   only 200 and 429: {mark(checks["only_429"])}.
 """
+
+
+def _cores(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.2f}"
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
