@@ -329,7 +329,7 @@ average {figures["load_average"]:.1f} before and {figures["load_average_after"]:
 run (the machine is shared; the clients run on the same two cores as the server). Server:
 `promofilter serve` (one uvicorn worker, {figures["threads"]} ONNX Runtime threads, model
 `{figures["model_name"]}`), max batch size {figures["max_batch_size"]}, ONNX Runtime runs
-of {figures["model_batch_size"]} rows, max wait {figures["max_wait_ms"]:g} ms. Each client
+of at most {figures["model_batch_size"]} rows, max wait {figures["max_wait_ms"]:g} ms. Each client
 sends `POST /v1/classify` requests one after the other, {figures["segments_per_request"]}
 segments of `{figures["data"]}` per request, for {figures["duration"]:g} s per row;
 latencies are of the 200 answers; "per call" is segments per model call; "server" and
@@ -339,9 +339,9 @@ latencies are of the 200 answers; "per call" is segments per model call; "server
 |---|---|---|---|---|---|---|---|---|---|
 {chr(10).join(rows)}
 
-- Offline `pf.predict_proba` (library defaults: runs of {figures["offline_batch_size"]} rows) on the
-  same {figures["segments"]} segments in one call, in the
-  same run: {figures["offline_before"]:,.1f} segments/s before the load rows and
+- Offline `pf.predict_proba` (library defaults: runs of at most
+  {figures["offline_batch_size"]} rows) on the same {figures["segments"]} segments in one
+  call, in the same run: {figures["offline_before"]:,.1f} segments/s before the load rows and
   {figures["offline_after"]:,.1f} after, {figures["offline_segments_per_second"]:,.1f} on
   average. At {top["clients"]} clients the
   service reaches {share:.0%} of it (goal 80%): {mark(checks["throughput"])}.

@@ -128,9 +128,9 @@ def markdown(result: dict, model_dir: Path) -> str:
             "",
             f"Speed-up **{result['speedup']}x**; it {verdict} the {TARGET_SPEEDUP}x target. "
             f"Where it comes from: {result['model_layers']} layers instead of 12 (distillation), "
-            "int8 weights, batches "
-            "sorted by length and padded per batch (the pipeline pads each batch of 32 to its "
-            "longest text in input order).",
+            "int8 weights, eager attention in the exported graph, batches sorted by length, "
+            "cut where the lengths jump and padded per batch (the pipeline pads each batch of "
+            "32 to its longest text in input order).",
         ]
     )
 
