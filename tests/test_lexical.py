@@ -68,13 +68,27 @@ def test_a_text_without_known_ngrams_gets_zeros_and_no_texts_no_rows():
     assert readout.rows([]).shape == (0, 1)
 
 
-def test_the_file_round_trips_within_the_rounding(tmp_path):
+def test_the_file_round_trips_within_float32(tmp_path):
     readout = random_readout(["Jetzt Gratis-Analyse sichern", "Der Kurs stieg um 3 Prozent"])
     readout.save(tmp_path / CHAR_NGRAMS_FILE)
     again = CharNgramReadout.load(tmp_path / CHAR_NGRAMS_FILE)
     assert again.ngrams == readout.ngrams and again.ngram_range == readout.ngram_range
+    np.testing.assert_array_equal(again.idf, readout.idf.astype(np.float32))
+    np.testing.assert_array_equal(again.readouts, readout.readouts.astype(np.float32))
     texts = ["Gratis sichern", "Kurs stieg"]
-    np.testing.assert_allclose(again.rows(texts), readout.rows(texts), atol=1e-5)
+    np.testing.assert_allclose(again.rows(texts), readout.rows(texts), atol=1e-6)
+
+
+def test_a_file_with_the_numbers_written_out_still_loads(tmp_path):
+    """Model directories built before the packed form store plain lists: one per column."""
+    readout = random_readout(["Jetzt Gratis-Analyse sichern", "Der Kurs stieg um 3 Prozent"])
+    raw = readout.to_json()
+    raw["idf"] = readout.idf.tolist()
+    raw["readouts"] = readout.readouts.T.tolist()
+    (tmp_path / CHAR_NGRAMS_FILE).write_text(json.dumps(raw))
+    again = CharNgramReadout.load(tmp_path / CHAR_NGRAMS_FILE)
+    texts = ["Gratis sichern", "Kurs stieg"]
+    np.testing.assert_allclose(again.rows(texts), readout.rows(texts), atol=1e-6)
 
 
 @pytest.mark.parametrize(
@@ -83,9 +97,13 @@ def test_the_file_round_trips_within_the_rounding(tmp_path):
         (lambda raw: raw.update(kind="tfidf"), "field 'kind'"),
         (lambda raw: raw.pop("idf"), "missing field 'idf'"),
         (lambda raw: raw.update(sublinear_tf=False), "field 'sublinear_tf'"),
-        (lambda raw: raw["idf"].pop(), "equally many"),
-        (lambda raw: raw.update(ngrams=["ab", "ab"], idf=[1, 1], readouts=[[1, 1]]), "repeats"),
+        (lambda raw: raw.update(idf=[1.0]), "equally many"),
+        (lambda raw: raw.update(ngrams=["ab", "ab"]), "repeats"),
         (lambda raw: raw.update(readouts=[1.0]), "field 'readouts'"),
+        (lambda raw: raw["idf"].update(dtype="float64"), "field 'idf' must be"),
+        (lambda raw: raw["idf"].update(base64="no base64!"), "field 'idf': 'base64' is not"),
+        (lambda raw: raw["idf"].update(shape=[3]), "bytes of data for shape"),
+        (lambda raw: raw["readouts"].update(shape=[2]), "'shape' must be 2"),
     ],
 )
 def test_a_bad_file_is_named_with_what_is_wrong(tmp_path, change, message):
@@ -231,7 +249,7 @@ def test_a_changed_or_missing_ngram_file_fails_the_integrity_check(lexical_model
     config_file.write_text(json.dumps(config))
     PromoFilter(lexical_model)
     raw = json.loads((lexical_model / CHAR_NGRAMS_FILE).read_text())
-    raw["idf"][0] += 1.0
+    raw["ngrams"][0] += "\u0000changed"
     (lexical_model / CHAR_NGRAMS_FILE).write_text(json.dumps(raw))
     with pytest.raises(ModelLoadError, match="char_ngrams_sha256"):
         PromoFilter(lexical_model)
