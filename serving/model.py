@@ -56,8 +56,8 @@ def padded_runs(
     most ``max_tokens`` padded tokens, except that a single row is always allowed.
 
     Cutting a run where lengths jump, rather than every ``max_rows`` rows, matters for small
-    mixed batches such as the service's: 65 random test segments in runs of 16 carried 23%
-    padding, against 5% for the whole sorted split.
+    mixed batches such as the service's: random calls of 65 test segments carried 19% padding
+    in runs cut every 16 rows and 4% with this cut (the whole sorted test split: 3% and 1%).
     """
     count = len(sorted_lengths)
     cost = np.full(count + 1, np.inf)
