@@ -291,7 +291,6 @@ def measure(args: argparse.Namespace) -> dict:
             after = offline()
             phase.offline, before = (before, after), after
             phases.append(phase)
-    offline_rates = [phases[0].offline[0], *(phase.offline[1] for phase in phases)]
     overload_options = [*server_options, "--max-queued-segments", str(args.overload_queue)]
     with serving(args, *overload_options) as server:
         overload = Phase("over the queue limit", args.overload_clients)
@@ -315,7 +314,6 @@ def measure(args: argparse.Namespace) -> dict:
         "max_wait_ms": args.max_wait_ms,
         "overload_queue": args.overload_queue,
         "backoff_ms": args.backoff_ms,
-        "offline_segments_per_second": offline_rates,
         "phases": [phase.summary() for phase in phases],
         "overload": overload.summary(),
     }
