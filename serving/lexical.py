@@ -15,22 +15,16 @@ and numpy so that the runtime needs no scikit-learn (a test holds the two togeth
 
 from __future__ import annotations
 
-import base64
-import binascii
 import json
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+from promofilter.arrays import packed, unpacked
 
 CHAR_NGRAMS_FILE = "char_ngrams.json"
 CHAR_NGRAMS_KIND = "char-wb-tfidf"
-# The idf values and read-outs are stored as little-endian float32 in base64 rather than as
-# JSON numbers: parsing 330,000 numbers makes as many Python floats, and the process kept
-# the memory they took (loading the shipped table added 28 MB of RSS as numbers, 19 MB
-# packed). float32 keeps a text's read-outs within 1e-6 of the fitted model's (tested).
-_PACKED_DTYPE = "float32"
 # words whose n-gram columns are remembered before the cache is emptied: 50,000 words of
 # the German word list take about 21 MB there, which bounds what the cache adds to RSS
 _WORD_CACHE_SIZE = 50_000
@@ -141,8 +135,9 @@ class CharNgramReadout:
             "lowercase": True,
             "sublinear_tf": True,
             "ngrams": self.ngrams,
-            "idf": _packed(self.idf),
-            "readouts": _packed(self.readouts),  # one row per n-gram
+            # packed rather than as JSON numbers, which cost RSS (see promofilter.arrays)
+            "idf": packed(self.idf),
+            "readouts": packed(self.readouts),  # one row per n-gram
         }
 
     def save(self, path: str | Path) -> None:
@@ -169,46 +164,11 @@ class CharNgramReadout:
                     raise ValueError("field 'readouts' must be a list of equally long lists")
                 readouts = readouts.T
             else:
-                readouts = _unpacked(readouts, "readouts", ndim=2)
+                readouts = unpacked(readouts, "readouts", ndim=2)
             idf = raw["idf"]
-            idf = np.asarray(idf, np.float64) if isinstance(idf, list) else _unpacked(idf, "idf")
+            idf = np.asarray(idf, np.float64) if isinstance(idf, list) else unpacked(idf, "idf")
             return cls(raw["ngrams"], idf, readouts, tuple(raw["ngram_range"]))
         except KeyError as error:
             raise ValueError(f"{path}: missing field {error}") from error
         except (TypeError, ValueError) as error:
             raise ValueError(f"{path}: {error}") from error
-
-
-def _packed(values: np.ndarray) -> dict[str, Any]:
-    array = np.ascontiguousarray(values, dtype="<f4")
-    return {
-        "dtype": _PACKED_DTYPE,
-        "shape": list(array.shape),
-        "base64": base64.b64encode(array.tobytes()).decode("ascii"),
-    }
-
-
-def _unpacked(value: Any, field: str, ndim: int = 1) -> np.ndarray:
-    """The array :func:`_packed` wrote; a ValueError names the field and what is wrong."""
-    if not isinstance(value, dict) or value.get("dtype") != _PACKED_DTYPE:
-        raise ValueError(
-            f"field {field!r} must be a list of numbers or "
-            f'{{"dtype": "{_PACKED_DTYPE}", "shape": [...], "base64": "..."}}'
-        )
-    shape = value.get("shape")
-    if (
-        not isinstance(shape, list)
-        or len(shape) != ndim
-        or not all(isinstance(n, int) and not isinstance(n, bool) and n >= 0 for n in shape)
-    ):
-        raise ValueError(f"field {field!r}: 'shape' must be {ndim} non-negative integer(s)")
-    try:
-        data = base64.b64decode(value.get("base64", ""), validate=True)
-    except (binascii.Error, TypeError, ValueError) as error:
-        raise ValueError(f"field {field!r}: 'base64' is not valid base64 ({error})") from error
-    expected = 4 * int(np.prod(shape))
-    if len(data) != expected:
-        raise ValueError(
-            f"field {field!r}: {len(data)} bytes of data for shape {shape}, expected {expected}"
-        )
-    return np.frombuffer(data, dtype="<f4").reshape(shape).astype(np.float64)

@@ -1,0 +1,52 @@
+"""Float arrays inside the model's JSON files, as little-endian float32 in base64.
+
+Parsing hundreds of thousands of JSON numbers makes as many Python floats, and the process
+kept the memory they took (loading the shipped n-gram table added 28 MB of RSS as numbers,
+19 MB packed); float32 keeps a text's scores within 1e-6 of the fitted model's.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from typing import Any
+
+import numpy as np
+
+PACKED_DTYPE = "float32"
+
+
+def packed(values: np.ndarray) -> dict[str, Any]:
+    """``{"dtype": "float32", "shape": [...], "base64": "..."}`` for ``values``."""
+    array = np.ascontiguousarray(values, dtype="<f4")
+    return {
+        "dtype": PACKED_DTYPE,
+        "shape": list(array.shape),
+        "base64": base64.b64encode(array.tobytes()).decode("ascii"),
+    }
+
+
+def unpacked(value: Any, field: str, ndim: int = 1) -> np.ndarray:
+    """The float64 array :func:`packed` wrote; a ValueError names the field and the fault."""
+    if not isinstance(value, dict) or value.get("dtype") != PACKED_DTYPE:
+        raise ValueError(
+            f'field {field!r} must be {{"dtype": "{PACKED_DTYPE}", "shape": [...], '
+            '"base64": "..."}'
+        )
+    shape = value.get("shape")
+    if (
+        not isinstance(shape, list)
+        or len(shape) != ndim
+        or not all(isinstance(n, int) and not isinstance(n, bool) and n >= 0 for n in shape)
+    ):
+        raise ValueError(f"field {field!r}: 'shape' must be {ndim} non-negative integer(s)")
+    try:
+        data = base64.b64decode(value.get("base64", ""), validate=True)
+    except (binascii.Error, TypeError, ValueError) as error:
+        raise ValueError(f"field {field!r}: 'base64' is not valid base64 ({error})") from error
+    expected = 4 * int(np.prod(shape))
+    if len(data) != expected:
+        raise ValueError(
+            f"field {field!r}: {len(data)} bytes of data for shape {shape}, expected {expected}"
+        )
+    return np.frombuffer(data, dtype="<f4").reshape(shape).astype(np.float64)
