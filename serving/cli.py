@@ -102,6 +102,12 @@ def _add_model_choice(parser: Any) -> None:
     parser.add_argument(
         "--threshold", type=_threshold, help="P(promotional) cut-off (default: the model's)"
     )
+    parser.add_argument(
+        "--no-cascade",
+        action="store_true",
+        help="run the encoder on every text, also on those the model's character n-grams "
+        "already decide (slower; the scores of the model without its cascade.json)",
+    )
 
 
 def _model_options() -> argparse.ArgumentParser:
@@ -367,6 +373,7 @@ def _load(args: argparse.Namespace):
         threads=args.threads,
         batch_size=args.batch_size,
         max_batch_tokens=args.max_batch_tokens,
+        cascade=not args.no_cascade,
     )
 
 
@@ -616,6 +623,7 @@ def _run_ray(args: argparse.Namespace) -> int:
                 concurrency=args.ray_actors,
                 num_cpus_per_actor=args.ray_cpus_per_actor,
                 model_batch_size=args.batch_size,
+                cascade=model.cascade is not None,
             )
             run = _open_ray_output(args, model)
             _write_ray_output(args, scored, run)
@@ -820,6 +828,8 @@ def serve_environment(args: argparse.Namespace) -> dict[str, str]:
     }
     if args.model is not None:
         env["PROMOFILTER_MODEL"] = os.path.abspath(os.path.expanduser(args.model))
+    if args.no_cascade:
+        env["PROMOFILTER_CASCADE"] = "false"
     if args.token_file is not None:
         env["PROMOFILTER_TOKEN_FILE"] = os.path.abspath(os.path.expanduser(args.token_file))
     return env

@@ -20,6 +20,7 @@ from typing import Any
 
 import numpy as np
 from promofilter.analyze import PROMOTIONAL, Analysis, analyze_documents, label_of
+from promofilter.cascade import CASCADE_FILE, Cascade
 from promofilter.context import CONTEXT_HEAD_FILE, Head, SegmentOnly, load_head
 from promofilter.lexical import CHAR_NGRAMS_FILE, CharNgramReadout
 
@@ -101,6 +102,7 @@ class ModelConfig:
     model_sha256: str | None
     context_head_sha256: str | None
     char_ngrams_sha256: str | None
+    cascade_sha256: str | None
     split_confidence: float
     pad_token_id: int
     raw: dict[str, Any]
@@ -126,6 +128,7 @@ class ModelConfig:
             model_sha256=raw.get("model_sha256"),
             context_head_sha256=raw.get("context_head_sha256"),
             char_ngrams_sha256=raw.get("char_ngrams_sha256"),
+            cascade_sha256=raw.get("cascade_sha256"),
             split_confidence=float(raw.get("split_confidence", 0.0)),
             pad_token_id=int(raw.get("pad_token_id", 0)),
             raw=raw,
@@ -242,6 +245,8 @@ class PromoFilter:
     model's window are scored in overlapping windows, never truncated. The ONNX Runtime
     session (explicit thread settings) is shared by every instance loaded from the same
     model file in this process; ``threshold`` and ``batch_size`` belong to the instance.
+    A model with a ``cascade.json`` skips the encoder for texts its character n-grams
+    already decide, unless loaded with ``cascade=False`` (see :mod:`promofilter.cascade`).
     """
 
     def __init__(
@@ -252,6 +257,7 @@ class PromoFilter:
         batch_size: int = DEFAULT_BATCH_SIZE,
         verify: bool = True,
         max_batch_tokens: int = DEFAULT_MAX_BATCH_TOKENS,
+        cascade: bool = True,
     ) -> None:
         self.path = Path(path).expanduser()
         model_file, tokenizer_file = self.path / MODEL_FILE, self.path / TOKENIZER_FILE
@@ -288,6 +294,9 @@ class PromoFilter:
         self.session, self.tokenizer = runtime.session, runtime.tokenizer
         self.head: Head = self._load_head(verify)
         self.lexical: CharNgramReadout | None = self._load_lexical(verify)
+        # None where the model has no cascade.json or the caller asked for every text to be
+        # encoded; see promofilter.cascade
+        self.cascade: Cascade | None = self._load_cascade(verify) if cascade else None
         # how sure a paragraph's trailing sentences must be, read alone, to be split off
         # (see promofilter.analyze.analyze_documents); chosen on dev by the build
         self.split_confidence = self.config.split_confidence
@@ -313,6 +322,17 @@ class PromoFilter:
                 f"{self.path / CONTEXT_HEAD_FILE} reads rows of width {self.head.dim}; the "
                 f"graph's outputs are {shapes} and {CHAR_NGRAMS_FILE} adds {lexical_width} "
                 "column(s). Rebuild the model with `python -m training build-default`."
+            )
+        if self.cascade and (
+            not self.lexical
+            or self.cascade.gate.dim != lexical_width
+            or self.cascade.embedding_width != self._embedding_width
+        ):
+            raise ModelLoadError(
+                f"{self.path / CASCADE_FILE} gates on {self.cascade.gate.dim} n-gram column(s) "
+                f"and stands in embeddings of width {self.cascade.embedding_width}; the model "
+                f"has {lexical_width} and {self._embedding_width}. Rebuild the model with "
+                "`python -m training build-default`."
             )
 
     def _verified(self, path: Path, expected: str | None, field: str, verify: bool) -> None:
@@ -344,6 +364,21 @@ class PromoFilter:
         self._verified(lexical_file, self.config.char_ngrams_sha256, "char_ngrams_sha256", verify)
         try:
             return CharNgramReadout.load(lexical_file)
+        except ValueError as error:
+            raise ModelLoadError(str(error)) from error
+
+    def _load_cascade(self, verify: bool) -> Cascade | None:
+        cascade_file = self.path / CASCADE_FILE
+        if not cascade_file.is_file():
+            if self.config.cascade_sha256:
+                raise ModelLoadError(
+                    f"{cascade_file} not found, but {CONFIG_FILE} names its sha256; the model "
+                    "directory is incomplete. Reinstall promofilter or rebuild the model."
+                )
+            return None
+        self._verified(cascade_file, self.config.cascade_sha256, "cascade_sha256", verify)
+        try:
+            return Cascade.load(cascade_file)
         except ValueError as error:
             raise ModelLoadError(str(error)) from error
 
@@ -436,15 +471,23 @@ class PromoFilter:
         """What the model's head needs of each text, shape ``(n, k)``: the pooled embedding,
         followed by the character n-gram read-outs where the model has them (models with a
         context head, see :mod:`promofilter.context`), or P(promotional) as a single column
-        (models without). :attr:`head` turns rows into scores, alone or in context; the HTTP
-        service batches this call across requests."""
+        (models without). Where :attr:`cascade` skips a text, its embedding columns hold a
+        stand-in. :attr:`head` turns rows into scores, alone or in context; the HTTP service
+        batches this call across requests."""
         texts = _as_texts(texts)  # read once: an iterator would be spent by the encoder
         if isinstance(self.head, SegmentOnly):
             return self._rows(texts, embeddings=False)
-        rows = self._rows(texts, embeddings=True)
         if self.lexical is None:
-            return rows
-        return np.hstack([rows, self.lexical.rows(texts)])
+            return self._rows(texts, embeddings=True)
+        lexical_rows = self.lexical.rows(texts)
+        if self.cascade is None:
+            return np.hstack([self._rows(texts, embeddings=True), lexical_rows])
+        encoded = ~self.cascade.skipped(lexical_rows)
+        rows = np.zeros((len(texts), self.cascade.embedding_width), dtype=np.float32)
+        if encoded.any():
+            kept = [text for text, run in zip(texts, encoded, strict=True) if run]
+            rows[encoded] = self._rows(kept, embeddings=True)
+        return np.hstack([self.cascade.fill(rows, lexical_rows), lexical_rows])
 
     def embed(self, texts: str | Sequence[str]) -> np.ndarray:
         """The encoder's pooled embedding per text, shape ``(n, hidden)``; needs a graph with
@@ -540,13 +583,17 @@ def load(
     batch_size: int = DEFAULT_BATCH_SIZE,
     max_batch_tokens: int = DEFAULT_MAX_BATCH_TOKENS,
     verify: bool = True,
+    cascade: bool = True,
 ) -> PromoFilter:
     """Load a model directory (default: the model shipped with the package).
 
     ``threshold`` defaults to the model's own (chosen on the dev split); ``threads`` is
     ONNX Runtime's intra-op thread count; ``batch_size`` and ``max_batch_tokens`` cap the rows
     and the padded tokens per model call; ``verify`` checks model.onnx against the sha256 in
-    config.json. Loading twice from the same directory reuses the ONNX Runtime session.
+    config.json; ``cascade=False`` runs the encoder on every text, even those whose
+    character n-grams already decide (slower, and the scores of the model without its
+    ``cascade.json``; see :mod:`promofilter.cascade`). Loading twice from the same directory
+    reuses the ONNX Runtime session.
     """
     if path is None:
         path = default_model_path()
@@ -563,4 +610,5 @@ def load(
         batch_size=batch_size,
         max_batch_tokens=max_batch_tokens,
         verify=verify,
+        cascade=cascade,
     )

@@ -46,11 +46,16 @@ class PromoScorer:
         threshold: float | None,
         threads: int,
         model_batch_size: int,
+        cascade: bool = True,
     ) -> None:
         import promofilter
 
         self.model = promofilter.load(
-            model, threshold=threshold, threads=threads, batch_size=model_batch_size
+            model,
+            threshold=threshold,
+            threads=threads,
+            batch_size=model_batch_size,
+            cascade=cascade,
         )
         self.text_column = text_column
 
@@ -77,13 +82,15 @@ def score_dataset(
     concurrency: int = 2,
     num_cpus_per_actor: float = 1,
     model_batch_size: int = DEFAULT_BATCH_SIZE,
+    cascade: bool = True,
 ) -> Any:
     """``ds`` with ``promo_score`` (P(promotional), 6 places) and ``label`` added per row.
 
     ``model`` is a model directory (default: the shipped model; it must be readable on every
     node), ``batch_size`` the rows per actor call, ``concurrency`` the number of actors, each
     holding one model and ``num_cpus_per_actor`` CPUs, which is also its ONNX Runtime thread
-    count. ``model_batch_size`` is the texts per ONNX Runtime call, as ``load(batch_size=)``.
+    count. ``model_batch_size`` is the texts per ONNX Runtime call, as ``load(batch_size=)``,
+    and ``cascade=False`` runs the encoder on every text, as ``load(cascade=False)``.
     The result is lazy, like every Ray Dataset: write, iterate or materialize it.
     """
     import_ray()
@@ -99,6 +106,7 @@ def score_dataset(
             "threshold": threshold,
             "threads": max(1, math.ceil(num_cpus_per_actor)),
             "model_batch_size": model_batch_size,
+            "cascade": cascade,
         },
         batch_size=batch_size,
         batch_format="pyarrow",

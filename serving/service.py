@@ -178,6 +178,7 @@ def load_model(settings: Settings) -> PromoFilter:
         threshold=settings.threshold,
         threads=settings.threads,
         batch_size=settings.model_batch_size,
+        cascade=settings.cascade,
     )
 
 

@@ -66,6 +66,16 @@ def _number(name: str, text: str, low: float, high: float = math.inf) -> float:
     return value
 
 
+def _boolean(name: str, text: str) -> bool:
+    value = _BOOLEANS.get(text.lower())
+    if value is None:
+        raise SettingsError(f"{name}: must be one of {', '.join(_BOOLEANS)}, got {text!r}")
+    return value
+
+
+_BOOLEANS = {"true": True, "1": True, "yes": True, "false": False, "0": False, "no": False}
+
+
 @dataclass(frozen=True)
 class Settings:
     """What one service process needs; every field has a ``PROMOFILTER_<FIELD>`` variable
@@ -83,6 +93,7 @@ class Settings:
     max_texts: int = DEFAULT_MAX_TEXTS  # texts per /v1/classify request
     request_timeout: float = DEFAULT_REQUEST_TIMEOUT  # seconds; past it: 503
     token: str | None = None  # None: no authentication
+    cascade: bool = True  # False: the encoder runs on every segment (promofilter.cascade)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -100,6 +111,7 @@ class Settings:
             "max_body_bytes": _positive_int,
             "max_texts": _positive_int,
             "request_timeout": lambda name, text: _number(name, text, 0.001),
+            "cascade": _boolean,
         }
         values: dict[str, Any] = {}
         for field, parse in parsers.items():

@@ -79,6 +79,50 @@ def keyword_model(model_dir, monkeypatch):
     return model
 
 
+@pytest.fixture
+def lexical_model(model_dir, tmp_path, tiny_corpus):
+    """The smoke model with character n-grams fitted on the tiny corpus, mixed in at 0.5."""
+    from promofilter.cascade import CASCADE_FILE
+    from promofilter.context import CONTEXT_HEAD_FILE, MixtureHead, load_head
+    from promofilter.lexical import CHAR_NGRAMS_FILE
+
+    from training.corpus import read_documents
+    from training.lexical import fit_char_ngrams
+
+    copy = tmp_path / "model"
+    shutil.copytree(model_dir, copy)
+    readout, lexical_head = fit_char_ngrams(read_documents(tiny_corpus))
+    readout.save(copy / CHAR_NGRAMS_FILE)
+    embedding_head = load_head(copy / CONTEXT_HEAD_FILE)
+    if isinstance(embedding_head, MixtureHead):  # the smoke build may have mixed in its own
+        embedding_head = embedding_head.members[0][1]
+    MixtureHead([(0.5, embedding_head), (0.5, lexical_head)]).save(copy / CONTEXT_HEAD_FILE)
+    config = json.loads((copy / "config.json").read_text())
+    config.pop("context_head_sha256", None)
+    config.pop("char_ngrams_sha256", None)
+    # the smoke build's own cascade gated on its own n-grams; these rows are all encoded
+    (copy / CASCADE_FILE).unlink(missing_ok=True)
+    config.pop("cascade_sha256", None)
+    (copy / "config.json").write_text(json.dumps(config))
+    return copy
+
+
+@pytest.fixture
+def cascade_model(lexical_model):
+    """The n-gram smoke model with a cascade whose bounds split ordinary texts: some skip."""
+    from promofilter.cascade import CASCADE_FILE, Cascade
+    from promofilter.context import CONTEXT_HEAD_FILE, load_head
+    from promofilter.model import PromoFilter
+
+    head = load_head(lexical_model / CONTEXT_HEAD_FILE)
+    width = PromoFilter(lexical_model).embed("x").shape[1]
+    gate = head.members[1][1]
+    Cascade(gate, 0.3, 0.7, np.full(width, -1.0), np.full(width, 1.0)).save(
+        lexical_model / CASCADE_FILE
+    )
+    return lexical_model
+
+
 @pytest.fixture(scope="session")
 def fp32_model(smoke_build: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The smoke model directory with its fp32 graph instead of the int8 one.

@@ -14,6 +14,7 @@ torch = pytest.importorskip("torch", reason="needs the 'train' extra")
 import promofilter  # noqa: E402
 
 from training.build import LEXICAL_WEIGHT_GRID, SPLIT_CONFIDENCE_GRID  # noqa: E402
+from training.cascade import BOUND_GRID as CASCADE_BOUNDS  # noqa: E402
 from training.corpus import labeled_segments, read_documents  # noqa: E402
 from training.evaluate import SPLITS_DIR  # noqa: E402
 from training.modeling import PromoClassifier, classifier_config, student_from_teacher  # noqa: E402
@@ -31,15 +32,24 @@ def test_smoke_build_writes_a_complete_model_directory(smoke_build: Path) -> Non
     # character n-grams ship when dev gave them a weight in the mixture
     assert config["char_ngram_weight"] in LEXICAL_WEIGHT_GRID
     ngrams = ["char_ngrams.json"] if config["char_ngram_weight"] else []
+    # the cascade gates on the n-grams, and ships when dev kept its F1 at the narrowest bound
+    by_bound = config["metrics"]["dev"].get("cascade_by_bound")
+    assert (by_bound is not None) == bool(ngrams)
+    cascade = ["cascade.json"] if "cascade_sha256" in config else []
+    if by_bound:
+        narrowest_kept = by_bound[str(CASCADE_BOUNDS[0])]["f1"] >= by_bound["none"]["f1"]
+        assert bool(cascade) == narrowest_kept
+    assert ("cascade" in config["metrics"]) == bool(cascade)
     assert sorted(p.name for p in model_dir.iterdir()) == [
         "README.md",
+        *cascade,
         *ngrams,
         "config.json",
         "context_head.json",
         "model.onnx",
         "tokenizer.json",
     ]
-    for name in ["context_head.json", *ngrams]:
+    for name in ["context_head.json", *ngrams, *cascade]:
         field = name.replace(".json", "_sha256")
         assert config[field] == promofilter.model.sha256_of(model_dir / name)
     assert config["split_confidence"] in SPLIT_CONFIDENCE_GRID
@@ -250,3 +260,12 @@ def test_the_export_holds_for_shapes_other_than_the_traced_one(tmp_path: Path) -
         feed = {"input_ids": ids.numpy(), "attention_mask": mask.numpy()}
         logits = session.run(["logits"], feed)[0]
         np.testing.assert_allclose(logits, expected, atol=1e-5)
+
+
+@pytest.mark.parametrize("threshold", [0.4024086594581604, 0.5, 0.1234565, 0.9999999, 0.0])
+def test_the_stored_threshold_keeps_the_dev_segment_it_was_chosen_at(threshold):
+    from training.build import stored_threshold
+
+    stored = stored_threshold(threshold)
+    assert threshold - 1e-6 < stored <= threshold  # the segment scoring `threshold` stays in
+    assert stored == round(stored, 6)

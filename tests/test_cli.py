@@ -111,6 +111,20 @@ def test_score_on_the_real_model_matches_the_library(model_dir, tmp_path, capsys
     ]
 
 
+def test_no_cascade_scores_with_the_encoder_on_every_text(cascade_model, tmp_path, capsys):
+    texts = ["Der DAX stieg um 1 Prozent.", "Hier weiterlesen...", "Jetzt Gratis-Analyse sichern!"]
+    source = write_lines(tmp_path / "in.jsonl", [json.dumps({"text": t}) for t in texts])
+    scores = {}
+    for flags in ([], ["--no-cascade"]):
+        assert cli.main(["score", str(source), "--model", str(cascade_model), *flags]) == 0
+        scores[bool(flags)] = [r["promo_score"] for r in read_jsonl(capsys.readouterr().out)]
+    for cascade in (True, False):
+        expected = promofilter.load(cascade_model, cascade=cascade).predict_proba(texts)
+        np.testing.assert_allclose(scores[not cascade], expected, atol=1e-5)
+    assert scores[True] != scores[False]  # the fixture's cascade skips some of these texts
+    assert cli._load(cli.parse_args(["score", "x", "--no-cascade"])).cascade is None
+
+
 BAD_LINES = [
     json.dumps({"id": 1, "text": "Der Kurs stieg."}),
     "{not json",

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from promofilter.cascade import CASCADE_FILE
 from promofilter.context import (
     CONTEXT_HEAD_FILE,
     ContextHead,
@@ -157,8 +158,10 @@ def without_context(model: Path) -> None:
     """Turn a model directory into one of the kind built before the context head."""
     (model / CONTEXT_HEAD_FILE).unlink()
     (model / CHAR_NGRAMS_FILE).unlink(missing_ok=True)
+    (model / CASCADE_FILE).unlink(missing_ok=True)
     config = json.loads((model / "config.json").read_text())
     config.pop("char_ngrams_sha256", None)
+    config.pop("cascade_sha256", None)
     (model / "config.json").write_text(json.dumps(config))
 
 
@@ -170,7 +173,7 @@ def model_copy(model_dir, tmp_path):
 
 
 def test_the_smoke_model_ships_a_context_head_and_scores_in_context(model_copy):
-    model = PromoFilter(model_copy)
+    model = PromoFilter(model_copy, cascade=False)  # every row an embedding (test_cascade.py)
     assert isinstance(model.head, ContextHead | MixtureHead)
     segments = ["Der Kurs stieg.", "Jetzt kaufen!", "Hier weiterlesen..."]
     rows = model.encode(segments)

@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import json
-import shutil
 
 import numpy as np
 import pytest
-from promofilter.context import CONTEXT_HEAD_FILE, MixtureHead, load_head
+from promofilter.context import CONTEXT_HEAD_FILE
 from promofilter.lexical import CHAR_NGRAMS_FILE, CharNgramReadout, char_wb_ngrams
 from promofilter.model import ModelLoadError, PromoFilter
 
@@ -196,24 +195,6 @@ def test_fitting_needs_both_labels():
     only_factual = [document(("Der Kurs stieg.", "factual"), name="a")]
     with pytest.raises(ValueError, match="promotional and factual"):
         fit_char_ngrams(only_factual)
-
-
-@pytest.fixture
-def lexical_model(model_dir, tmp_path, tiny_corpus):
-    """The smoke model with character n-grams fitted on the tiny corpus, mixed in at 0.5."""
-    copy = tmp_path / "model"
-    shutil.copytree(model_dir, copy)
-    readout, lexical_head = fit_char_ngrams(read_documents(tiny_corpus))
-    readout.save(copy / CHAR_NGRAMS_FILE)
-    embedding_head = load_head(copy / CONTEXT_HEAD_FILE)
-    if isinstance(embedding_head, MixtureHead):  # the smoke build may have mixed in its own
-        embedding_head = embedding_head.members[0][1]
-    MixtureHead([(0.5, embedding_head), (0.5, lexical_head)]).save(copy / CONTEXT_HEAD_FILE)
-    config = json.loads((copy / "config.json").read_text())
-    config.pop("context_head_sha256", None)
-    config.pop("char_ngrams_sha256", None)
-    (copy / "config.json").write_text(json.dumps(config))
-    return copy
 
 
 def test_a_model_with_character_ngrams_adds_their_columns_to_the_rows(lexical_model):

@@ -38,6 +38,7 @@ def test_serve_binds_to_loopback_by_default():
 def test_serve_options_travel_to_the_workers_as_environment_variables(tmp_path):
     options = ["--threads", "1", "--max-wait-ms", "2.5", "--max-queued-segments", "99"]
     options += ["--token-file", "token.txt", "--threshold", "0.6", "--model-batch-size", "8"]
+    options += ["--no-cascade"]
     args = cli.parse_args(["serve", "--model", str(tmp_path), *options])
     env = cli.serve_environment(args)
     assert env == {
@@ -47,6 +48,7 @@ def test_serve_options_travel_to_the_workers_as_environment_variables(tmp_path):
         "PROMOFILTER_MAX_QUEUED_SEGMENTS": "99",
         "PROMOFILTER_THRESHOLD": "0.6",
         "PROMOFILTER_MODEL_BATCH_SIZE": "8",
+        "PROMOFILTER_CASCADE": "false",
         "PROMOFILTER_TOKEN_FILE": os.path.abspath("token.txt"),
     }
 

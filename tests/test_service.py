@@ -440,6 +440,10 @@ def test_settings_round_trip_through_the_environment(tmp_path):
         model="/m", threshold=0.7, threads=1, model_batch_size=8, max_wait_ms=2.5, max_texts=9
     )
     assert Settings.from_env(settings.to_env()) == settings
+    exact = Settings(cascade=False)
+    assert Settings.from_env(exact.to_env()) == exact
+    assert Settings.from_env({"PROMOFILTER_CASCADE": "no"}).cascade is False
+    assert Settings.from_env({"PROMOFILTER_CASCADE": "1"}).cascade is True
     assert Settings.from_env({}) == Settings()
 
 
@@ -463,6 +467,7 @@ def test_the_token_comes_from_its_file_before_the_variable(tmp_path):
         ("PROMOFILTER_MAX_WAIT_MS", "soon", "not a number"),
         ("PROMOFILTER_THRESHOLD", "1.5", "between 0 and 1"),
         ("PROMOFILTER_MAX_BODY_BYTES", "1.5", "not an integer"),
+        ("PROMOFILTER_CASCADE", "off", "must be one of true, 1, yes, false, 0, no, got 'off'"),
     ],
 )
 def test_a_bad_setting_names_its_variable(variable, value, message):

@@ -51,12 +51,20 @@ def fit_context_head(
     c: float = DEFAULT_C,
 ) -> ContextHead:
     """A :class:`ContextHead` for ``model``'s encoder, fitted on ``documents``' gold labels."""
+    return fit_context_head_on_rows(document_rows(model, documents), documents, window, c)
+
+
+def fit_context_head_on_rows(
+    rows_by_document: Sequence[np.ndarray],
+    documents: Sequence[Document],
+    window: int = DEFAULT_WINDOW,
+    c: float = DEFAULT_C,
+) -> ContextHead:
+    """:func:`fit_context_head` on embeddings already computed (from :func:`document_rows`)."""
     from sklearn.linear_model import LogisticRegression
 
     known, target = fit_targets(documents, "a context head")
-    features = np.vstack(
-        [neighbour_features(rows, window) for rows in document_rows(model, documents)]
-    )
+    features = np.vstack([neighbour_features(rows, window) for rows in rows_by_document])
     regression = LogisticRegression(C=c, max_iter=5000)
     regression.fit(features[known], target)
     return ContextHead(regression.coef_[0], float(regression.intercept_[0]), window)

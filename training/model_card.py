@@ -113,6 +113,19 @@ def _row(name: str, figures: dict | None) -> str:
     )
 
 
+def _cascade_paragraph(cascade: dict | None) -> str | None:
+    if not cascade:
+        return None
+    test, hard = cascade["test"], cascade["test-hard"]
+    return (
+        f"\nThe cascade skips the encoder for {test['skipped']:.0%} of the test segments and "
+        f"{hard['skipped']:.0%} of the hard subset's. With the encoder run on every segment "
+        f"(`cascade=False`): F1 {test['f1_without_cascade']:.3f} and character F1 "
+        f"{test['char_f1_without_cascade']:.3f} on test, F1 {hard['f1_without_cascade']:.3f} "
+        "on the hard subset."
+    )
+
+
 def render_model_card(config: dict, smoke: bool = False) -> str:
     metrics, architecture, training = config["metrics"], config["architecture"], config["training"]
     parity, errors = metrics["parity"], metrics["errors"]
@@ -139,8 +152,8 @@ def render_model_card(config: dict, smoke: bool = False) -> str:
         "mean pooling; distilled from a "
         f"{architecture['teacher_layers']}-layer teacher fine-tuned from "
         f"{config['base_model']}.",
-        f"- Head (`context_head.json`): {architecture['head']}. The encoder runs once per "
-        "segment; a text scored on its own counts as a document of one segment."
+        f"- Head (`context_head.json`): {architecture['head']}. The encoder runs at most once "
+        "per segment; a text scored on its own counts as a document of one segment."
         if "head" in architecture
         else None,
         f"- Vocabulary trimmed to {architecture['vocab_size']:,} German pieces "
@@ -187,6 +200,7 @@ def render_model_card(config: dict, smoke: bool = False) -> str:
         if "f1_alone" in (metrics.get("test") or {})
         and "f1_alone" in (metrics.get("test-hard") or {})
         else None,
+        _cascade_paragraph(metrics.get("cascade")),
         "",
         f"Seed article (`../shared/seed-article.txt`): {seed_line}.",
         "",
@@ -240,6 +254,7 @@ def render_model_card(config: dict, smoke: bool = False) -> str:
         f"Files: `model.onnx` (sha256 `{config['model_sha256']}`, checked at load), "
         "`tokenizer.json`, `context_head.json`"
         + (", `char_ngrams.json`" if "char_ngrams_sha256" in config else "")
+        + (", `cascade.json`" if "cascade_sha256" in config else "")
         + " (sha256 in config.json, checked at load), `config.json`.",
         "",
     ]
