@@ -32,7 +32,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from promofilter.settings import DEFAULT_MODEL_BATCH_SIZE
+from promofilter.settings import (
+    DEFAULT_MODEL_BATCH_SIZE,
+    DEFAULT_MODEL_CALLS,
+    DEFAULT_SERVICE_THREADS,
+)
 
 from benchmarks.report import write_section
 from benchmarks.runtime import DEFAULT_DATA, DEFAULT_REPORT, REPO, best_seconds, read_split
@@ -146,6 +150,7 @@ def serving(args: argparse.Namespace, *options: str) -> Iterator[Server]:
     port = free_port()
     command = [sys.executable, "-m", "promofilter", "serve", "--port", str(port)]
     command += ["--log-level", "warning", "--threads", str(args.threads)]
+    command += ["--model-calls", str(args.model_calls)]
     if args.model:
         command += ["--model", str(args.model)]
     process = subprocess.Popen([*command, *options])
@@ -267,7 +272,8 @@ def measure(args: argparse.Namespace) -> dict:
     # (the server idle meanwhile), not with a figure taken minutes away.
     import promofilter
 
-    offline_model = promofilter.load(args.model, threads=args.threads)
+    # the library's defaults (2 ONNX Runtime threads, one call at a time)
+    offline_model = promofilter.load(args.model)
 
     def offline() -> float:
         rate = offline_throughput(offline_model, segments)
@@ -308,6 +314,8 @@ def measure(args: argparse.Namespace) -> dict:
         "segments_per_request": args.segments_per_request,
         "duration": args.duration,
         "threads": args.threads,
+        "model_calls": args.model_calls,
+        "offline_threads": offline_model.threads,
         "max_batch_size": args.max_batch_size,
         "model_batch_size": args.model_batch_size,
         "offline_batch_size": offline_model.batch_size,
@@ -355,14 +363,16 @@ def markdown(figures: dict) -> str:
 Measured {figures["date"]} on {figures["machine"]}, Python {figures["python"]}; 1-minute load
 average {figures["load_average"]:.1f} before and {figures["load_average_after"]:.1f} after the
 run (the machine is shared; the clients run on the same two cores as the server). Server:
-`promofilter serve` (one uvicorn worker, {figures["threads"]} ONNX Runtime threads, model
-`{figures["model_name"]}`), max batch size {figures["max_batch_size"]}, ONNX Runtime runs
-of at most {figures["model_batch_size"]} rows, max wait {figures["max_wait_ms"]:g} ms. Each client
+`promofilter serve` (one uvicorn worker, up to {figures["model_calls"]} model calls at once
+with {figures["threads"]} ONNX Runtime thread(s) each, model `{figures["model_name"]}`), max
+batch size {figures["max_batch_size"]}, ONNX Runtime runs of at most
+{figures["model_batch_size"]} rows, max wait {figures["max_wait_ms"]:g} ms. Each client
 sends `POST /v1/classify` requests one after the other, {figures["segments_per_request"]}
 segments of `{figures["data"]}` per request, for {figures["duration"]:g} s per row;
 latencies are of the 200 answers; "per call" is segments per model call; "server" and
 "clients" are the CPU cores used (of 2) by the server process and by the clients' process.
-"Offline" is the throughput of `pf.predict_proba` (library defaults: runs of at most
+"Offline" is the throughput of `pf.predict_proba` (library defaults:
+{figures["offline_threads"]} ONNX Runtime threads, runs of at most
 {figures["offline_batch_size"]} rows) on the same {figures["segments"]} segments in one call,
 in the same process as the clients, measured right before and right after the row (best of
 3 each, the server idle); "share" is the row's segments/s over their mean.
@@ -406,7 +416,18 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         help="segments per request (default 8: a test-split document has 7.6 on average)",
     )
     parser.add_argument("--max-requests", type=int, default=200_000, help="cap per run")
-    parser.add_argument("--threads", type=int, default=2, help="ONNX Runtime threads")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=DEFAULT_SERVICE_THREADS,
+        help="server setting: ONNX Runtime threads per model call",
+    )
+    parser.add_argument(
+        "--model-calls",
+        type=int,
+        default=DEFAULT_MODEL_CALLS,
+        help="server setting: model calls at once",
+    )
     parser.add_argument("--max-batch-size", type=int, default=128, help="server setting")
     parser.add_argument("--max-wait-ms", type=float, default=5.0, help="server setting")
     parser.add_argument(

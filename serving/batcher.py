@@ -3,8 +3,12 @@
 Requests put their texts into one queue on the event loop. A single worker task takes up to
 ``max_batch_size`` texts, waiting at most ``max_wait_ms`` after the oldest of them arrived for
 more to come, and runs the model on them in one call (the service passes
-:meth:`promofilter.PromoFilter.encode`) in a single-thread executor, so
-inference runs off the event loop while ONNX Runtime keeps its own threads busy. The queue is
+:meth:`promofilter.PromoFilter.encode`) on an executor thread, so inference runs off the event
+loop. Up to ``concurrency`` calls run at once, each on its own thread: while one call runs,
+the next batch forms and starts on the other thread. On 2 cores, two calls of one ONNX
+Runtime thread each scored calls of 64 test segments 1.4x faster than one call at a time
+with two threads (605 against 433 segments/s), because ONNX Runtime's threads synchronise
+at every operator and a service's calls are small. The queue is
 bounded in segments: a request that would push it past ``max_queued`` is refused with
 :class:`QueueFull` (the service answers 429), unless the queue is empty, so that any request
 can get through an idle service.
@@ -59,12 +63,15 @@ class DynamicBatcher:
         max_wait_ms: float = 5.0,
         max_queued: int = 2048,
         observe_batch: BatchObserver | None = None,
+        concurrency: int = 1,
     ) -> None:
-        if max_batch_size < 1 or max_queued < 1 or max_wait_ms < 0:
+        if max_batch_size < 1 or max_queued < 1 or max_wait_ms < 0 or concurrency < 1:
             raise ValueError(
-                "max_batch_size and max_queued must be at least 1 and max_wait_ms at least 0, "
-                f"got {max_batch_size}, {max_queued} and {max_wait_ms}"
+                "max_batch_size, max_queued and concurrency must be at least 1 and max_wait_ms "
+                f"at least 0, got {max_batch_size}, {max_queued}, {concurrency} and "
+                f"{max_wait_ms}"
             )
+        self.concurrency = concurrency
         self._model_call = model_call
         self.max_batch_size = max_batch_size
         self.max_wait = max_wait_ms / 1000
@@ -90,7 +97,9 @@ class DynamicBatcher:
         if self.running:
             return
         self._stopping = False
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="promofilter-infer")
+        self._executor = ThreadPoolExecutor(
+            max_workers=self.concurrency, thread_name_prefix="promofilter-infer"
+        )
         self._worker = asyncio.get_running_loop().create_task(self._work(), name="batcher")
 
     async def stop(self) -> None:
@@ -172,24 +181,36 @@ class DynamicBatcher:
         return batch
 
     async def _work(self) -> None:
-        loop = asyncio.get_running_loop()
-        while True:
-            batch = await self._gather()
-            if batch is None:
-                return
-            if not batch:
-                continue
-            texts = [item.text for item in batch]
-            started = time.perf_counter()
-            try:
-                results = await loop.run_in_executor(self._executor, self._model_call, texts)
-            except Exception as error:  # the model failed: every caller in the batch hears it
-                for item in batch:
-                    if not item.future.done():
-                        item.future.set_exception(error)
-                continue
-            if self._observe_batch is not None:
-                self._observe_batch(len(batch), time.perf_counter() - started)
-            for item, value in zip(batch, results, strict=True):
+        calls: set[asyncio.Task[None]] = set()
+        try:
+            while True:
+                if len(calls) >= self.concurrency:
+                    await asyncio.wait(calls, return_when=asyncio.FIRST_COMPLETED)
+                    continue
+                batch = await self._gather()
+                if batch is None:
+                    return
+                if batch:
+                    call = asyncio.get_running_loop().create_task(self._call(batch))
+                    calls.add(call)
+                    call.add_done_callback(calls.discard)
+        finally:
+            if calls:  # the calls under way finish before stop() shuts their threads down
+                await asyncio.wait(calls)
+
+    async def _call(self, batch: list[_Item]) -> None:
+        texts = [item.text for item in batch]
+        started = time.perf_counter()
+        try:
+            loop = asyncio.get_running_loop()
+            results = await loop.run_in_executor(self._executor, self._model_call, texts)
+        except Exception as error:  # the model failed: every caller in the batch hears it
+            for item in batch:
                 if not item.future.done():
-                    item.future.set_result(value)
+                    item.future.set_exception(error)
+            return
+        if self._observe_batch is not None:
+            self._observe_batch(len(batch), time.perf_counter() - started)
+        for item, value in zip(batch, results, strict=True):
+            if not item.future.done():
+                item.future.set_result(value)

@@ -270,7 +270,6 @@ def _non_negative(value: str) -> float:
 
 def _add_serve_parser(commands: Any, formatter: type[argparse.HelpFormatter]) -> None:
     from promofilter import settings
-    from promofilter.model import DEFAULT_THREADS
 
     serve = commands.add_parser(
         "serve",
@@ -289,13 +288,13 @@ def _add_serve_parser(commands: Any, formatter: type[argparse.HelpFormatter]) ->
         "--workers",
         type=_positive,
         default=1,
-        help="worker processes, each with its own model; give each --threads cores/workers "
-        "(default: 1)",
+        help="worker processes, each with its own model; give each --threads x --model-calls "
+        "= cores/workers (default: 1)",
     )
     serve.add_argument(
         "--threads",
         type=_positive,
-        help=f"ONNX Runtime threads per worker (default: {DEFAULT_THREADS})",
+        help=f"ONNX Runtime threads per model call (default: {settings.DEFAULT_SERVICE_THREADS})",
     )
     serve.add_argument(
         "--token-file", metavar="FILE", help="file holding the bearer token clients must send"
@@ -311,6 +310,12 @@ def _add_serve_parser(commands: Any, formatter: type[argparse.HelpFormatter]) ->
         type=_positive,
         help="rows per ONNX Runtime run within a model call "
         f"(default: {settings.DEFAULT_MODEL_BATCH_SIZE})",
+    )
+    limits.add_argument(
+        "--model-calls",
+        type=_positive,
+        help="model calls at once, each on its own thread "
+        f"(default: {settings.DEFAULT_MODEL_CALLS})",
     )
     limits.add_argument(
         "--max-wait-ms",
@@ -810,6 +815,7 @@ _SERVE_SETTINGS = (
     "threads",
     "max_batch_size",
     "model_batch_size",
+    "model_calls",
     "max_wait_ms",
     "max_queued_segments",
     "max_body_bytes",

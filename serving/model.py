@@ -420,7 +420,8 @@ class PromoFilter:
     def __repr__(self) -> str:
         return (
             f"PromoFilter({str(self.path)!r}, threshold={self.threshold:g}, "
-            f"threads={self.threads}, batch_size={self.batch_size})"
+            f"threads={self.threads}, batch_size={self.batch_size}, "
+            f"cascade={self.cascade is not None})"
         )
 
     def _batches(self, encoded: list[list[int]]) -> Iterator[tuple[np.ndarray, dict]]:

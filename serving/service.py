@@ -354,6 +354,7 @@ def create_app(settings: Settings | None = None, loader: ModelLoader = load_mode
                 max_wait_ms=settings.max_wait_ms,
                 max_queued=settings.max_queued_segments,
                 observe_batch=metrics.observe_batch,
+                concurrency=settings.model_calls,
             )
             batcher.start()
             state.model, state.batcher = model, batcher

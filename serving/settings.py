@@ -16,8 +16,6 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
-from promofilter.model import DEFAULT_THREADS
-
 # Tuned with benchmarks/load.py on 2 cores (docs/benchmarks.md, section "load").
 DEFAULT_MAX_BATCH_SIZE = 128
 # Rows per ONNX Runtime run within a model call. Runs are cut where the sorted lengths jump
@@ -26,6 +24,11 @@ DEFAULT_MAX_BATCH_SIZE = 128
 # were cut every 16 or 32 rows, as before that function.
 DEFAULT_MODEL_BATCH_SIZE = 16
 DEFAULT_MAX_WAIT_MS = 5.0
+# Model calls at once, each on its own thread with DEFAULT_SERVICE_THREADS ONNX Runtime
+# threads (see promofilter.batcher): at 16 clients on 2 cores, two calls of one thread each
+# beat one call of two threads (docs/benchmarks.md, section "load").
+DEFAULT_MODEL_CALLS = 2
+DEFAULT_SERVICE_THREADS = 1
 DEFAULT_MAX_QUEUED_SEGMENTS = 1024
 DEFAULT_MAX_BODY_BYTES = 1 << 20
 DEFAULT_MAX_TEXTS = 1024
@@ -84,7 +87,8 @@ class Settings:
 
     model: str | None = None  # a model directory; None: the shipped model
     threshold: float | None = None  # None: the model's own
-    threads: int = DEFAULT_THREADS
+    threads: int = DEFAULT_SERVICE_THREADS  # ONNX Runtime threads per model call
+    model_calls: int = DEFAULT_MODEL_CALLS  # model calls at once, each on its own thread
     max_batch_size: int = DEFAULT_MAX_BATCH_SIZE  # segments per model call
     model_batch_size: int = DEFAULT_MODEL_BATCH_SIZE  # rows per ONNX Runtime run in a call
     max_wait_ms: float = DEFAULT_MAX_WAIT_MS  # how long a segment waits for batch mates
@@ -104,6 +108,7 @@ class Settings:
             "model": lambda name, text: text,
             "threshold": lambda name, text: _number(name, text, 0.0, 1.0),
             "threads": _positive_int,
+            "model_calls": _positive_int,
             "max_batch_size": _positive_int,
             "model_batch_size": _positive_int,
             "max_wait_ms": lambda name, text: _number(name, text, 0.0, 10_000.0),

@@ -210,3 +210,64 @@ def test_rows_go_back_to_the_text_they_belong_to():
     first, second = run(main())
     assert first.tolist() == [[1, 10], [3, 30]]
     assert second.tolist() == [[2, 20]]
+
+
+class OverlapScorer(RecordingScorer):
+    """A slow model that records how many of its calls ran at the same time."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.lock = threading.Lock()
+        self.running = self.most_at_once = 0
+
+    def __call__(self, texts: list[str]) -> np.ndarray:
+        with self.lock:
+            self.running += 1
+            self.most_at_once = max(self.most_at_once, self.running)
+        time.sleep(0.05)
+        try:
+            return super().__call__(texts)
+        finally:
+            with self.lock:
+                self.running -= 1
+
+
+@pytest.mark.parametrize("concurrency", [1, 2, 3])
+def test_at_most_concurrency_calls_run_at_once_each_on_its_thread(concurrency):
+    scorer = OverlapScorer()
+
+    async def main():
+        batcher = DynamicBatcher(scorer, max_batch_size=2, max_wait_ms=0, concurrency=concurrency)
+        batcher.start()
+        texts = [[f"text {i}", f"text {i}{'x' * i}"] for i in range(12)]
+        results = await asyncio.gather(*(batcher.run(pair) for pair in texts))
+        await batcher.stop()
+        return texts, results
+
+    texts, results = run(main())
+    for pair, scores in zip(texts, results, strict=True):
+        assert scores.tolist() == pytest.approx([len(t) / 1000 for t in pair])
+    assert scorer.most_at_once == concurrency
+    assert len(scorer.threads) == concurrency
+    scored = sorted(t for call in scorer.calls for t in call)
+    assert scored == sorted(t for pair in texts for t in pair)
+
+
+def test_stop_waits_for_every_call_under_way():
+    scorer = OverlapScorer()
+
+    async def main():
+        batcher = DynamicBatcher(scorer, max_batch_size=1, max_wait_ms=0, concurrency=2)
+        batcher.start()
+        pending = [asyncio.ensure_future(batcher.run([f"t{i}"])) for i in range(5)]
+        await asyncio.sleep(0.01)  # two calls under way, three texts queued
+        await batcher.stop()
+        return await asyncio.gather(*pending)
+
+    assert [r.tolist() for r in run(main())] == [[pytest.approx(0.002)]] * 5
+    assert scorer.most_at_once == 2
+
+
+def test_concurrency_below_one_is_refused():
+    with pytest.raises(ValueError, match=r"got 64, 2048, 0 and 5\.0"):
+        DynamicBatcher(RecordingScorer(), concurrency=0)

@@ -62,6 +62,7 @@ def test_smoke_build_writes_a_complete_model_directory(smoke_build: Path) -> Non
     card = (model_dir / "README.md").read_text()
     assert card.startswith("---\nlanguage: de\nlicense: mit\n")
     assert "smoke-test build" in card
+    assert ("`cascade.json`" in card) == ("The cascade skips the encoder" in card) == bool(cascade)
 
 
 def test_smoke_model_loads_and_predicts_through_the_runtime(smoke_build: Path) -> None:

@@ -150,7 +150,8 @@ def test_skipped_texts_are_not_encoded_and_get_the_stand_in(cascade_model):
 
 def test_without_the_cascade_every_text_is_encoded_as_by_a_model_without_one(cascade_model):
     model = PromoFilter(cascade_model, cascade=False)
-    assert model.cascade is None
+    assert model.cascade is None and repr(model).endswith("cascade=False)")
+    assert repr(PromoFilter(cascade_model)).endswith("cascade=True)")
     counter = RowCounter(model)
     rows = model.encode(TEXTS)
     assert counter.rows == len(TEXTS)

@@ -147,3 +147,11 @@ def test_threads_follow_the_cpus_per_actor(model_dir):
     assert scorer.model.threads == 3 and scorer.model.batch_size == 4
     assert isinstance(scorer.model, promofilter.PromoFilter)
     assert Path(scorer.model.path) == Path(model_dir)
+
+
+def test_the_actors_load_the_model_with_or_without_its_cascade(cascade_model):
+    from promofilter.ray import PromoScorer
+
+    for cascade in (True, False):
+        scorer = PromoScorer(str(cascade_model), "text", None, 1, 4, cascade=cascade)
+        assert (scorer.model.cascade is not None) == cascade

@@ -332,7 +332,11 @@ def test_above_the_queue_limit_the_service_answers_429_with_retry_after(fp32_mod
     gate = threading.Event()
     gate.set()  # open for the warm-up
     settings = Settings(
-        model=str(fp32_model), max_batch_size=1, max_wait_ms=0, max_queued_segments=3
+        model=str(fp32_model),
+        max_batch_size=1,
+        max_wait_ms=0,
+        max_queued_segments=3,
+        model_calls=1,  # the second request waits in the queue while the first call is blocked
     )
     with serving(settings, gated(fp32_model, gate)) as client, ThreadPoolExecutor(2) as pool:
         gate.clear()

@@ -226,6 +226,12 @@ def render_model_card(config: dict, smoke: bool = False) -> str:
         "lines are the hardest cases; a text scored on its own has no context at all.",
         "- Factual reporting *about* advertising, offers, discounts or price campaigns uses the "
         "same words as advertising and is the main source of false alarms.",
+        "- The cascade judges the segments it skips by their character n-grams and their "
+        "neighbours only. Its bounds were chosen on dev, where the n-grams are rarely wrong "
+        "when that sure; on pages unlike the corpus they may be, and `cascade=False` then "
+        "gives the full model's scores."
+        if "cascade" in metrics
+        else None,
         "",
         f"Errors on the test split ({errors['count']}), by kind:",
         "",
