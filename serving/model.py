@@ -13,10 +13,10 @@ import hashlib
 import json
 import os
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 from promofilter.analyze import PROMOTIONAL, Analysis, analyze_documents, label_of
@@ -38,6 +38,7 @@ DEFAULT_MAX_BATCH_TOKENS = 1024
 # Texts are tokenized and length-sorted in chunks of this many batches, so memory stays
 # bounded on a long list while short and long texts still land in separate batches.
 _BATCHES_PER_CHUNK = 32
+_Part = TypeVar("_Part")
 # What one ONNX Runtime call costs beyond its tokens, counted in tokens. On the shipped model
 # (2 threads) throughput was 15-18k tokens/s from 2 x 32 to 32 x 64 tokens, and 12k for a
 # single row of 16 tokens: a call's fixed cost is a few tokens' worth. 16 is on the safe side,
@@ -293,10 +294,16 @@ class PromoFilter:
         runtime = _runtime(model_file, tokenizer_file, self.threads)
         self.session, self.tokenizer = runtime.session, runtime.tokenizer
         self.head: Head = self._load_head(verify)
-        self.lexical: CharNgramReadout | None = self._load_lexical(verify)
+        self.lexical: CharNgramReadout | None = self._load_optional(
+            CHAR_NGRAMS_FILE, "char_ngrams_sha256", CharNgramReadout.load, verify
+        )
         # None where the model has no cascade.json or the caller asked for every text to be
         # encoded; see promofilter.cascade
-        self.cascade: Cascade | None = self._load_cascade(verify) if cascade else None
+        self.cascade: Cascade | None = (
+            self._load_optional(CASCADE_FILE, "cascade_sha256", Cascade.load, verify)
+            if cascade
+            else None
+        )
         # how sure a paragraph's trailing sentences must be, read alone, to be split off
         # (see promofilter.analyze.analyze_documents); chosen on dev by the build
         self.split_confidence = self.config.split_confidence
@@ -352,33 +359,22 @@ class PromoFilter:
         except ValueError as error:
             raise ModelLoadError(str(error)) from error
 
-    def _load_lexical(self, verify: bool) -> CharNgramReadout | None:
-        lexical_file = self.path / CHAR_NGRAMS_FILE
-        if not lexical_file.is_file():
-            if self.config.char_ngrams_sha256:
+    def _load_optional(
+        self, name: str, sha_field: str, read: Callable[[Path], _Part], verify: bool
+    ) -> _Part | None:
+        """A part of the model that older directories lack (n-grams, cascade): None where the
+        file is absent and config.json does not name it, else read and checked."""
+        part_file = self.path / name
+        if not part_file.is_file():
+            if getattr(self.config, sha_field):
                 raise ModelLoadError(
-                    f"{lexical_file} not found, but {CONFIG_FILE} names its sha256; the model "
+                    f"{part_file} not found, but {CONFIG_FILE} names its sha256; the model "
                     "directory is incomplete. Reinstall promofilter or rebuild the model."
                 )
             return None
-        self._verified(lexical_file, self.config.char_ngrams_sha256, "char_ngrams_sha256", verify)
+        self._verified(part_file, getattr(self.config, sha_field), sha_field, verify)
         try:
-            return CharNgramReadout.load(lexical_file)
-        except ValueError as error:
-            raise ModelLoadError(str(error)) from error
-
-    def _load_cascade(self, verify: bool) -> Cascade | None:
-        cascade_file = self.path / CASCADE_FILE
-        if not cascade_file.is_file():
-            if self.config.cascade_sha256:
-                raise ModelLoadError(
-                    f"{cascade_file} not found, but {CONFIG_FILE} names its sha256; the model "
-                    "directory is incomplete. Reinstall promofilter or rebuild the model."
-                )
-            return None
-        self._verified(cascade_file, self.config.cascade_sha256, "cascade_sha256", verify)
-        try:
-            return Cascade.load(cascade_file)
+            return read(part_file)
         except ValueError as error:
             raise ModelLoadError(str(error)) from error
 
