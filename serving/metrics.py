@@ -62,7 +62,8 @@ class Counter(_Metric):
 
     def __init__(self, name: str, help_text: str, label_names: Sequence[str] = ()) -> None:
         super().__init__(name, help_text, label_names)
-        self._values: dict[LabelValues, float] = {}
+        # a counter without labels shows 0 before its first increment, as Prometheus expects
+        self._values: dict[LabelValues, float] = {} if self.label_names else {(): 0.0}
 
     def inc(self, *labels: str, amount: float = 1.0) -> None:
         key = self._key(labels)
@@ -162,6 +163,10 @@ class ServiceMetrics:
         self.segments = Counter(
             "promofilter_segments_scored_total", "Segments scored by the model."
         )
+        self.skipped = Counter(
+            "promofilter_segments_skipped_total",
+            "Segments the cascade scored without the encoder (their character n-grams decided).",
+        )
         self.queue_depth = Gauge(
             "promofilter_queue_depth", "Segments waiting in the batcher's queue.", queue_depth
         )
@@ -181,6 +186,7 @@ class ServiceMetrics:
             self.batch_size,
             self.inference,
             self.segments,
+            self.skipped,
             self.queue_depth,
             self.ready,
         ]

@@ -40,7 +40,7 @@ except ImportError as error:  # pragma: no cover - depends on the installed extr
 
 import promofilter
 from promofilter.analyze import Analysis, analysis_steps, label_of
-from promofilter.batcher import BatcherStopped, DynamicBatcher, QueueFull
+from promofilter.batcher import BatcherStopped, BatchFunction, DynamicBatcher, QueueFull
 from promofilter.metrics import CONTENT_TYPE, ServiceMetrics
 from promofilter.model import PromoFilter
 from promofilter.settings import Settings
@@ -169,6 +169,20 @@ class _State:
         self.batcher: DynamicBatcher | None = None
         self.ready = False
         self.failure: str | None = None
+
+
+def encode_counting_skips(model: PromoFilter, metrics: ServiceMetrics) -> BatchFunction:
+    """``model.encode``, counting the texts its cascade scored without the encoder: the rows
+    end with the n-gram read-outs that the cascade's gate reads."""
+
+    def encode(texts: list[str]) -> np.ndarray:
+        rows = model.encode(texts)
+        if model.cascade is not None and model.lexical is not None:
+            lexical = rows[:, rows.shape[1] - model.lexical.width :]
+            metrics.skipped.inc(amount=float(model.cascade.skipped(lexical).sum()))
+        return rows
+
+    return encode
 
 
 def load_model(settings: Settings) -> PromoFilter:
@@ -349,7 +363,7 @@ def create_app(settings: Settings | None = None, loader: ModelLoader = load_mode
         try:
             model = await loop.run_in_executor(None, loader, settings)
             batcher = DynamicBatcher(
-                model.encode,
+                encode_counting_skips(model, metrics),
                 max_batch_size=settings.max_batch_size,
                 max_wait_ms=settings.max_wait_ms,
                 max_queued=settings.max_queued_segments,

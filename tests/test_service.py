@@ -189,6 +189,26 @@ def test_probes_and_metrics(client):
     assert "promofilter_queue_depth 0\n" in text and "promofilter_ready 1\n" in text
 
 
+def metric(text: str, name: str) -> float:
+    return float(next(line for line in text.splitlines() if line.startswith(name + " ")).split()[1])
+
+
+@pytest.mark.parametrize("cascade", [True, False])
+def test_the_metrics_count_the_segments_the_cascade_skipped(cascade_model, cascade):
+    from promofilter.service import WARM_UP_TEXTS
+
+    texts = ["Der Kurs stieg am Dienstag.", "Hier weiterlesen...", "Jetzt Gratis-Analyse sichern!"]
+    settings = Settings(model=str(cascade_model), max_wait_ms=1, cascade=cascade)
+    with serving(settings) as client:
+        assert post(client, "/v1/classify", {"texts": texts}).status_code == 200
+        text = client.get("/metrics").text
+    model = promofilter.load(cascade_model)
+    expected = model.cascade.skipped(model.lexical.rows(WARM_UP_TEXTS + texts)).sum()
+    assert expected > 0  # the fixture's bounds let some of these texts skip
+    assert metric(text, "promofilter_segments_skipped_total") == (expected if cascade else 0)
+    assert metric(text, "promofilter_segments_scored_total") == len(WARM_UP_TEXTS + texts)
+
+
 def test_an_unknown_path_is_a_json_404(client):
     response = client.get("/v2/classify")
     assert response.status_code == 404 and response.json() == {"detail": "Not Found"}

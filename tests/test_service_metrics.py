@@ -46,6 +46,7 @@ def test_the_service_metrics_render_every_family_and_read_gauges_when_scraped():
         ("promofilter_batch_size", "histogram"),
         ("promofilter_inference_duration_seconds", "histogram"),
         ("promofilter_segments_scored_total", "counter"),
+        ("promofilter_segments_skipped_total", "counter"),
         ("promofilter_queue_depth", "gauge"),
         ("promofilter_ready", "gauge"),
     ]:
@@ -54,5 +55,6 @@ def test_the_service_metrics_render_every_family_and_read_gauges_when_scraped():
     assert 'promofilter_batch_size_bucket{le="8"} 0\n' in text
     assert 'promofilter_batch_size_bucket{le="16"} 1\n' in text
     assert "promofilter_segments_scored_total 12\n" in text
+    assert "promofilter_segments_skipped_total 0\n" in text  # shown before any increment
     assert "promofilter_queue_depth 7\n" in text
     assert "promofilter_ready 1\n" in text
