@@ -24,6 +24,8 @@ from promofilter.cascade import CASCADE_FILE, Cascade
 from promofilter.context import CONTEXT_HEAD_FILE, Head, SegmentOnly, load_head
 from promofilter.lexical import CHAR_NGRAMS_FILE, CharNgramReadout
 
+_Part = TypeVar("_Part")  # an optional part of a model directory, as its reader returns it
+
 MODEL_FILE = "model.onnx"
 TOKENIZER_FILE = "tokenizer.json"
 CONFIG_FILE = "config.json"
@@ -38,7 +40,6 @@ DEFAULT_MAX_BATCH_TOKENS = 1024
 # Texts are tokenized and length-sorted in chunks of this many batches, so memory stays
 # bounded on a long list while short and long texts still land in separate batches.
 _BATCHES_PER_CHUNK = 32
-_Part = TypeVar("_Part")
 # What one ONNX Runtime call costs beyond its tokens, counted in tokens. On the shipped model
 # (2 threads) throughput was 15-18k tokens/s from 2 x 32 to 32 x 64 tokens, and 12k for a
 # single row of 16 tokens: a call's fixed cost is a few tokens' worth. 16 is on the safe side,
