@@ -20,8 +20,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from promofilter.arrays import packed, unpacked
 from promofilter.context import ContextHead
+from promofilter.jsonfiles import packed, read_kind, unpacked
 
 CASCADE_FILE = "cascade.json"
 CASCADE_KIND = "char-ngram-gate"
@@ -99,12 +99,7 @@ class Cascade:
     @classmethod
     def load(cls, path: str | Path) -> Cascade:
         """Read ``cascade.json``; a ValueError names the file and the field at fault."""
-        try:
-            raw = json.loads(Path(path).read_text(encoding="utf-8"))
-        except (OSError, ValueError) as error:
-            raise ValueError(f"{path}: cannot read the cascade: {error}") from error
-        if not isinstance(raw, dict) or raw.get("kind") != CASCADE_KIND:
-            raise ValueError(f"{path}: field 'kind' must be {CASCADE_KIND!r}")
+        raw = read_kind(path, CASCADE_KIND, "the cascade")
         try:
             try:
                 gate = ContextHead.from_json(raw["gate"])

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from promofilter.arrays import packed, unpacked
+from promofilter.jsonfiles import packed, read_kind, unpacked
 
 CHAR_NGRAMS_FILE = "char_ngrams.json"
 CHAR_NGRAMS_KIND = "char-wb-tfidf"
@@ -135,7 +135,7 @@ class CharNgramReadout:
             "lowercase": True,
             "sublinear_tf": True,
             "ngrams": self.ngrams,
-            # packed rather than as JSON numbers, which cost RSS (see promofilter.arrays)
+            # packed rather than as JSON numbers, which cost RSS (see promofilter.jsonfiles)
             "idf": packed(self.idf),
             "readouts": packed(self.readouts),  # one row per n-gram
         }
@@ -147,12 +147,7 @@ class CharNgramReadout:
     @classmethod
     def load(cls, path: str | Path) -> CharNgramReadout:
         """Read ``char_ngrams.json``; a ValueError names the file and what is wrong."""
-        try:
-            raw = json.loads(Path(path).read_text(encoding="utf-8"))
-        except (OSError, ValueError) as error:
-            raise ValueError(f"{path}: cannot read the character n-gram model: {error}") from error
-        if not isinstance(raw, dict) or raw.get("kind") != CHAR_NGRAMS_KIND:
-            raise ValueError(f"{path}: field 'kind' must be {CHAR_NGRAMS_KIND!r}")
+        raw = read_kind(path, CHAR_NGRAMS_KIND, "the character n-gram model")
         for field, expected in (("lowercase", True), ("sublinear_tf", True)):
             if raw.get(field) is not expected:
                 raise ValueError(f"{path}: field {field!r} must be {expected}")

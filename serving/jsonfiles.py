@@ -1,6 +1,7 @@
-"""Float arrays inside the model's JSON files, as little-endian float32 in base64.
+"""The model's JSON files: reading one of a given kind, and the float arrays inside them.
 
-Parsing hundreds of thousands of JSON numbers makes as many Python floats, and the process
+Float arrays are stored as little-endian float32 in base64 rather than as JSON numbers:
+parsing hundreds of thousands of JSON numbers makes as many Python floats, and the process
 kept the memory they took (loading the shipped n-gram table added 28 MB of RSS as numbers,
 19 MB packed); float32 keeps a text's scores within 1e-6 of the fitted model's.
 """
@@ -9,11 +10,25 @@ from __future__ import annotations
 
 import base64
 import binascii
+import json
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 PACKED_DTYPE = "float32"
+
+
+def read_kind(path: str | Path, kind: str, what: str) -> dict[str, Any]:
+    """The JSON object in ``path``, whose field ``kind`` must be ``kind``; a ValueError names
+    the file and says what is wrong (``what`` names the file's content: "the cascade")."""
+    try:
+        raw = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, ValueError) as error:
+        raise ValueError(f"{path}: cannot read {what}: {error}") from error
+    if not isinstance(raw, dict) or raw.get("kind") != kind:
+        raise ValueError(f"{path}: field 'kind' must be {kind!r}")
+    return raw
 
 
 def packed(values: np.ndarray) -> dict[str, Any]:
