@@ -24,8 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from benchmarks.report import machine, write_section
-from benchmarks.runtime import read_split
-from benchmarks.speed import REPO, TEST_SPLIT
+from benchmarks.runtime import DEFAULT_DATA, REPO, read_split, shown
 
 CATALOGUES = "/usr/share/locale/de/LC_MESSAGES/*.mo"
 MAX_MESSAGES = 3000
@@ -70,7 +69,6 @@ def figures(model_dir: Path, texts: Sequence[str]) -> dict:
 
 
 def markdown(results: dict, model_dir: Path, pattern: str) -> str:
-    shown = model_dir.relative_to(REPO) if model_dir.is_relative_to(REPO) else model_dir
     rows = [
         f"| {name} | {r['texts']} | {r['skipped']:.1%} | {r['flagged']:.1%} "
         f"| {r['flagged_without_cascade']:.1%} | {r['labels_changed']:.2%} | {r['max_abs_dp']} |"
@@ -80,8 +78,8 @@ def markdown(results: dict, model_dir: Path, pattern: str) -> str:
         [
             "## Cascade: `python -m benchmarks.cascade`",
             "",
-            f"`python -m benchmarks.cascade --model {shown}`; {machine()}. Each text scored "
-            "on its own (`predict_proba`) with the cascade and with `cascade=False`; "
+            f"`python -m benchmarks.cascade --model {shown(model_dir)}`; {machine()}. Each text "
+            "scored on its own (`predict_proba`) with the cascade and with `cascade=False`; "
             f"program messages: `{pattern}`, 40-300 characters, at most {MAX_MESSAGES:,}.",
             "",
             "| texts | count | skip the encoder | flagged | flagged without cascade "
@@ -104,7 +102,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--no-write", action="store_true", help="print only")
     args = parser.parse_args(argv)
     model_dir = args.model.resolve()
-    sets = {"test split segments": read_split(TEST_SPLIT)[0]}
+    sets = {"test split segments": read_split(DEFAULT_DATA)[0]}
     messages = catalogue_messages(args.catalogues)
     if messages:
         sets["program messages (German .mo catalogues)"] = messages

@@ -39,7 +39,13 @@ from promofilter.settings import (
 )
 
 from benchmarks.report import write_section
-from benchmarks.runtime import DEFAULT_DATA, DEFAULT_REPORT, REPO, best_seconds, read_split
+from benchmarks.runtime import (
+    DEFAULT_DATA,
+    DEFAULT_REPORT,
+    best_seconds,
+    read_split,
+    shown,
+)
 
 GOAL_SHARE = 0.8  # of the offline throughput, at 16 clients
 GOAL_TAIL = 5.0  # p99 at most this many times p50
@@ -309,7 +315,7 @@ def measure(args: argparse.Namespace) -> dict:
         "load_average_after": os.getloadavg()[0],
         "model": str(args.model or "models/default (shipped)"),
         "model_name": offline_model.name,
-        "data": str(args.data.relative_to(REPO) if args.data.is_relative_to(REPO) else args.data),
+        "data": shown(args.data),
         "segments": len(segments),
         "segments_per_request": args.segments_per_request,
         "duration": args.duration,

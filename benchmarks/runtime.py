@@ -27,6 +27,13 @@ from pathlib import Path
 from benchmarks.report import write_section
 
 REPO = Path(__file__).resolve().parents[1]
+
+
+def shown(path: Path) -> str:
+    """``path`` relative to the repository where it lies inside, for the reports."""
+    return str(path.relative_to(REPO)) if path.is_relative_to(REPO) else str(path)
+
+
 DEFAULT_DATA = REPO / "training" / "data" / "splits" / "test.jsonl"
 DEFAULT_REPORT = REPO / "docs" / "benchmarks.md"
 RSS_BUDGET_MB = 250
@@ -65,15 +72,23 @@ def read_split(path: Path) -> tuple[list[str], list[str]]:
     return segments, documents
 
 
+def timed(
+    run: Callable[[], object], repeats: int, warm_up: Callable[[], object] | None = None
+) -> list[float]:
+    """The durations of ``repeats`` runs after one warm-up (``run`` itself by default):
+    session initialisation, allocator, tokenizer caches."""
+    (warm_up or run)()
+    durations = []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        run()
+        durations.append(time.perf_counter() - started)
+    return durations
+
+
 def best_seconds(function: Callable[[], object], repeat: int) -> float:
     """The fastest of ``repeat`` timed runs after one warm-up run."""
-    function()
-    times = []
-    for _ in range(repeat):
-        started = time.perf_counter()
-        function()
-        times.append(time.perf_counter() - started)
-    return min(times)
+    return min(timed(function, repeat))
 
 
 def measure(args: argparse.Namespace) -> dict:
@@ -106,7 +121,7 @@ def measure(args: argparse.Namespace) -> dict:
         "model_mb": (model.path / "model.onnx").stat().st_size / 1e6,
         "architecture": config.get("architecture", {}),
         "threshold": model.threshold,
-        "data": str(args.data.relative_to(REPO) if args.data.is_relative_to(REPO) else args.data),
+        "data": shown(args.data),
         "segments": len(segments),
         "documents": len(documents),
         "characters": sum(map(len, segments)),

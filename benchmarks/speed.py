@@ -26,25 +26,11 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from benchmarks.report import machine, write_section
-from benchmarks.runtime import read_split
+from benchmarks.runtime import DEFAULT_DATA, REPO, read_split, shown, timed
 
-REPO = Path(__file__).resolve().parents[1]
-TEST_SPLIT = REPO / "training" / "data" / "splits" / "test.jsonl"
 THREADS = 2
 BATCH_SIZE = 32
 TARGET_SPEEDUP = 15
-
-
-def timed(
-    run: Callable[[], object], repeats: int, warm_up: Callable[[], object] | None = None
-) -> list[float]:
-    (warm_up or run)()  # session initialisation, allocator, tokenizer caches
-    durations = []
-    for _ in range(repeats):
-        started = time.perf_counter()
-        run()
-        durations.append(time.perf_counter() - started)
-    return durations
 
 
 def reference_pipeline(model_dir: Path):
@@ -135,17 +121,13 @@ def run(model_dir: Path, repeats: int, texts: Sequence[str]) -> dict:
     }
 
 
-def _shown(path: Path) -> str:
-    return str(path.relative_to(REPO)) if path.is_relative_to(REPO) else str(path)
-
-
 def markdown(result: dict, model_dir: Path) -> str:
     verdict = "meets" if result["speedup"] >= TARGET_SPEEDUP else "MISSES"
     return "\n".join(
         [
             "## Speed: shipped model vs Hugging Face pipeline",
             "",
-            f"`python -m benchmarks.speed --model {_shown(model_dir)}`; "
+            f"`python -m benchmarks.speed --model {shown(model_dir)}`; "
             f"{machine()}; {result['segments']} segments of the test split; "
             f"{THREADS} threads and batch size {BATCH_SIZE} on both sides; median of the "
             "timed runs after a warm-up; tokenization (and the character n-grams of a model "
@@ -181,7 +163,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--no-write", action="store_true", help="print only")
     args = parser.parse_args(argv)
     model_dir = args.model.resolve()
-    result = run(model_dir, args.repeats, read_split(TEST_SPLIT)[0])
+    result = run(model_dir, args.repeats, read_split(DEFAULT_DATA)[0])
     print(json.dumps(result, indent=2))
     if not args.no_write:
         print(f"wrote {write_section('speed', markdown(result, model_dir))}")
