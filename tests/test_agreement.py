@@ -152,3 +152,16 @@ def test_the_committed_labels_cover_every_test_segment_three_times():
     report = agreement_report(documents, annotations)
     # what the dataset card says: the majority of three differs from gold on 4 segments
     assert report["majority"]["disagreements"] == 4
+
+
+def test_the_summary_for_a_model_card_fits_only_the_labelled_split(gold, tmp_path):
+    from training.agreement import agreement_summary
+    from training.evaluate import SPLITS_DIR
+
+    summary = agreement_summary(SPLITS_DIR / "test.jsonl")
+    assert summary["annotators"] == 6 and summary["per_segment"] == 3
+    low, high = summary["annotator_f1"]
+    assert low <= summary["majority_f1"] <= 1.0 and low <= high
+    # labels made for another split, or no labels at all: nothing to report
+    assert agreement_summary(SPLITS_DIR / "dev.jsonl") is None
+    assert agreement_summary(gold[0], tmp_path / "none") is None

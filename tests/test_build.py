@@ -13,6 +13,7 @@ torch = pytest.importorskip("torch", reason="needs the 'train' extra")
 
 import promofilter  # noqa: E402
 
+from training.agreement import agreement_summary  # noqa: E402
 from training.build import LEXICAL_WEIGHT_GRID, SPLIT_CONFIDENCE_GRID  # noqa: E402
 from training.cascade import BOUND_GRID as CASCADE_BOUNDS  # noqa: E402
 from training.corpus import labeled_segments, read_documents  # noqa: E402
@@ -63,6 +64,10 @@ def test_smoke_build_writes_a_complete_model_directory(smoke_build: Path) -> Non
     assert card.startswith("---\nlanguage: de\nlicense: mit\n")
     assert "smoke-test build" in card
     assert ("`cascade.json`" in card) == ("The cascade skips the encoder" in card) == bool(cascade)
+    # the smoke build evaluates on the real test split, which the committed annotators cover
+    agreement = agreement_summary(SPLITS_DIR / "test.jsonl")
+    assert config["metrics"]["agreement"] == agreement
+    assert f"{agreement['majority_f1']:.3f} by majority vote" in card
 
 
 def test_smoke_model_loads_and_predicts_through_the_runtime(smoke_build: Path) -> None:

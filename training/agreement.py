@@ -127,6 +127,27 @@ def read_annotations(directory: str | Path, documents: Sequence[Document]) -> li
     return [read_annotation(path, documents) for path in files]
 
 
+def agreement_summary(gold: str | Path, labels: str | Path = DEFAULT_LABELS_DIR) -> dict | None:
+    """The annotators' headline figures on ``gold`` for a model card: their F1 against gold,
+    each and by majority. None when the label files do not fit ``gold`` (another split, or
+    one changed since they were made) or there are none."""
+    try:
+        documents = read_documents(gold)
+        annotations = read_annotations(labels, documents)
+    except CorpusError:
+        return None
+    report = agreement_report(documents, annotations)
+    each = [figures["f1"] for figures in report["annotators"].values()]
+    coverage = np.sum([a.covered for a in annotations], axis=0)
+    return {
+        "annotators": len(each),
+        "per_segment": int(coverage.min()),
+        "annotator_f1": [min(each), max(each)],
+        "majority_f1": report["majority"]["f1"],
+        "segments": report["majority"]["segments"],
+    }
+
+
 def cohen_kappa(first: np.ndarray, second: np.ndarray) -> float:
     """Cohen's kappa of two boolean labelings of the same items."""
     first, second = np.asarray(first, dtype=bool), np.asarray(second, dtype=bool)

@@ -35,6 +35,7 @@ def _headline(report: dict) -> dict:
 
 def evaluation_summary(scorer, config) -> dict:
     """Headline figures on test, the hard subset and the seed article, plus error analysis."""
+    from training.agreement import agreement_summary
     from training.baseline_reports import SEED_ARTICLE, evaluation_sets
 
     summary: dict = {}
@@ -47,6 +48,9 @@ def evaluation_summary(scorer, config) -> dict:
             summary[name] = {**_headline(report), "data_sha256": sha256_file(origin)}
             if name == "test":
                 summary["errors"] = _error_analysis(scored, report["threshold"])
+    agreement = agreement_summary(config.test)
+    if agreement:
+        summary["agreement"] = agreement
     return summary
 
 
@@ -123,6 +127,19 @@ def _cascade_paragraph(cascade: dict | None) -> str | None:
         f"(`cascade=False`): F1 {test['f1_without_cascade']:.3f} and character F1 "
         f"{test['char_f1_without_cascade']:.3f} on test, F1 {hard['f1_without_cascade']:.3f} "
         "on the hard subset."
+    )
+
+
+def _agreement_paragraph(agreement: dict | None) -> str | None:
+    if not agreement:
+        return None
+    low, high = agreement["annotator_f1"]
+    return (
+        f"The test labels are reproducible: {agreement['annotators']} annotators, "
+        f"{agreement['per_segment']} per segment, labelled the test split again without "
+        "seeing the gold labels and reach "
+        f"F1 {low:.3f}-{high:.3f} against them, {agreement['majority_f1']:.3f} by majority vote "
+        "(`python -m training.agreement`). The model's errors are its own, not label noise."
     )
 
 
@@ -203,6 +220,8 @@ def render_model_card(config: dict, smoke: bool = False) -> str:
         _cascade_paragraph(metrics.get("cascade")),
         "",
         f"Seed article (`../shared/seed-article.txt`): {seed_line}.",
+        "",
+        _agreement_paragraph(metrics.get("agreement")),
         "",
         "Export parity on the test split: fp32 ONNX vs PyTorch max |Δp| "
         f"{parity['fp32_max_abs_diff']:.1e}; int8 vs fp32 max |Δp| "
