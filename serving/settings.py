@@ -27,7 +27,8 @@ DEFAULT_MAX_WAIT_MS = 5.0
 # Model calls at once, each on its own thread with DEFAULT_SERVICE_THREADS ONNX Runtime
 # threads (see promofilter.batcher): at 16 clients on 2 cores, two calls of one thread each
 # reached 78-95% of offline throughput in four runs of benchmarks/load.py, one call of two
-# threads 72-76% in three, 2 x 2 threads 64%; with 1-4 clients one call of two is faster.
+# threads 72-76% in three, 2 x 2 threads 64%. With 1-4 clients the batcher splits a lone
+# batch over the two calls, which made them faster than one call of two threads.
 DEFAULT_MODEL_CALLS = 2
 DEFAULT_SERVICE_THREADS = 1
 DEFAULT_MAX_QUEUED_SEGMENTS = 1024

@@ -8,7 +8,7 @@ import time
 
 import numpy as np
 import pytest
-from promofilter.batcher import BatcherStopped, DynamicBatcher, QueueFull
+from promofilter.batcher import MIN_SPLIT_TEXTS, BatcherStopped, DynamicBatcher, QueueFull
 
 
 class RecordingScorer:
@@ -271,3 +271,52 @@ def test_stop_waits_for_every_call_under_way():
 def test_concurrency_below_one_is_refused():
     with pytest.raises(ValueError, match=r"got 64, 2048, 0 and 5\.0"):
         DynamicBatcher(RecordingScorer(), concurrency=0)
+
+
+def test_a_lone_batch_is_split_over_the_idle_calls():
+    scorer = OverlapScorer()
+    texts = [f"text {'x' * i}" for i in range(10)]
+
+    async def main():
+        batcher = DynamicBatcher(scorer, max_batch_size=64, max_wait_ms=0, concurrency=2)
+        batcher.start()
+        result = await batcher.run(texts)
+        await batcher.stop()
+        return result
+
+    assert run(main()).tolist() == pytest.approx([len(t) / 1000 for t in texts])
+    # every other text in each part, both parts at once, each on its own thread
+    assert sorted(scorer.calls) == sorted([texts[0::2], texts[1::2]])
+    assert scorer.most_at_once == 2 and len(scorer.threads) == 2
+
+
+@pytest.mark.parametrize(
+    ("texts", "max_batch_size", "concurrency", "sizes"),
+    [
+        (2 * MIN_SPLIT_TEXTS - 1, 64, 2, [2 * MIN_SPLIT_TEXTS - 1]),  # a part would be too small
+        (3 * MIN_SPLIT_TEXTS, 64, 1, [3 * MIN_SPLIT_TEXTS]),  # no second call to split over
+        (3 * MIN_SPLIT_TEXTS, 64, 3, [MIN_SPLIT_TEXTS] * 3),
+        # texts still queued: the batch stays whole, and the next one takes the other call
+        (
+            5 * MIN_SPLIT_TEXTS,
+            2 * MIN_SPLIT_TEXTS,
+            2,
+            [2 * MIN_SPLIT_TEXTS] * 2 + [MIN_SPLIT_TEXTS],
+        ),
+    ],
+)
+def test_a_batch_is_split_only_when_nothing_waits_and_each_part_is_large_enough(
+    texts, max_batch_size, concurrency, sizes
+):
+    scorer = OverlapScorer()
+
+    async def main():
+        batcher = DynamicBatcher(
+            scorer, max_batch_size=max_batch_size, max_wait_ms=0, concurrency=concurrency
+        )
+        batcher.start()
+        await batcher.run([f"t{i}" for i in range(texts)])
+        await batcher.stop()
+
+    run(main())
+    assert sorted(len(call) for call in scorer.calls) == sorted(sizes)
