@@ -41,7 +41,7 @@ from training.corpus import (
     read_documents,
     sha256_file,
 )
-from training.evaluate import SPLITS_DIR
+from training.evaluate import SPLITS_DIR, write_report_files
 from training.metrics import binary_counts
 
 REPO = Path(__file__).resolve().parents[1]
@@ -328,11 +328,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     report.update(gold=str(shown), gold_sha256=sha256_file(args.gold))
     text = markdown(report)
     if args.report:
-        args.report.mkdir(parents=True, exist_ok=True)
-        (args.report / "report.md").write_text(text, encoding="utf-8")
-        (args.report / "report.json").write_text(
-            json.dumps(report, indent=2, ensure_ascii=False) + "\n", encoding="utf-8"
-        )
+        write_report_files(args.report, report, text)
     print(text)
     return 0
 

@@ -294,13 +294,20 @@ def write_report(
 ) -> None:
     """Write report.json, report.md, pr_curve.png and confusion_matrix.png to ``directory``."""
     directory.mkdir(parents=True, exist_ok=True)
-    (directory / "report.json").write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n")
     truth = np.array([item.segment.label == PROMOTIONAL for item in scored])
     scores = np.array([item.score for item in scored])
     if plot:
         _plot_pr_curve(truth, scores, report, directory / "pr_curve.png")
         _plot_confusion(report["segment"]["confusion"], report, directory / "confusion_matrix.png")
-    (directory / "report.md").write_text(_markdown(report, scored, plot), encoding="utf-8")
+    write_report_files(directory, report, _markdown(report, scored, plot))
+
+
+def write_report_files(directory: Path, report: dict, markdown: str) -> None:
+    """``report`` as report.json and ``markdown`` as report.md in ``directory``."""
+    directory.mkdir(parents=True, exist_ok=True)
+    text = json.dumps(report, indent=2, ensure_ascii=False) + "\n"
+    (directory / "report.json").write_text(text, encoding="utf-8")
+    (directory / "report.md").write_text(markdown, encoding="utf-8")
 
 
 def _plot_pr_curve(truth: np.ndarray, scores: np.ndarray, report: dict, path: Path) -> None:

@@ -13,7 +13,6 @@ times; the encoder takes more than an hour per fit on 2 cores.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -29,7 +28,7 @@ from training.corpus import (
     read_documents,
     sha256_file,
 )
-from training.evaluate import SPLITS_DIR
+from training.evaluate import SPLITS_DIR, write_report_files
 from training.metrics import binary_counts, threshold_for_precision
 
 DEFAULT_FRACTIONS = (0.25, 0.5, 0.75, 1.0)
@@ -140,10 +139,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     }
     text = markdown(curve, data)
     if args.report:
-        args.report.mkdir(parents=True, exist_ok=True)
-        (args.report / "report.md").write_text(text, encoding="utf-8")
-        report = {"curve": curve, "data_sha256": data}
-        (args.report / "report.json").write_text(json.dumps(report, indent=2) + "\n")
+        write_report_files(args.report, {"curve": curve, "data_sha256": data}, text)
     print(text)
     return 0
 
