@@ -130,6 +130,11 @@ def _cascade_paragraph(cascade: dict | None) -> str | None:
     )
 
 
+def _paragraph(text: str | None) -> list[str]:
+    """``text`` and the blank line after it, or nothing."""
+    return [text, ""] if text else []
+
+
 def _agreement_paragraph(agreement: dict | None) -> str | None:
     if not agreement:
         return None
@@ -221,8 +226,7 @@ def render_model_card(config: dict, smoke: bool = False) -> str:
         "",
         f"Seed article (`../shared/seed-article.txt`): {seed_line}.",
         "",
-        _agreement_paragraph(metrics.get("agreement")),
-        "",
+        *_paragraph(_agreement_paragraph(metrics.get("agreement"))),
         "Export parity on the test split: fp32 ONNX vs PyTorch max |Δp| "
         f"{parity['fp32_max_abs_diff']:.1e}; int8 vs fp32 max |Δp| "
         f"{parity['int8_max_abs_diff']:.3f}, F1 {parity['f1_fp32']:.4f} → "
