@@ -260,7 +260,9 @@ def markdown(report: dict) -> str:
         model = report["model"]
         row("model", "gold", model["all"])
         row(
-            "model", "gold, where annotators agree with it", model["annotators_unanimous_with_gold"]
+            "model",
+            "gold, where every annotator agrees with gold",
+            model["annotators_unanimous_with_gold"],
         )
         row("model", "majority of annotators", model["against_majority"])
     lines = [
