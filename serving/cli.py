@@ -187,28 +187,10 @@ def _record_options() -> argparse.ArgumentParser:
     return options
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The argument parser of the ``promofilter`` command."""
-    formatter = argparse.RawDescriptionHelpFormatter
-    model, records = _model_options(), _record_options()
-    parser = argparse.ArgumentParser(
-        prog="promofilter",
-        description="Find, flag and strip promotional passages (clickbait teasers, calls to "
-        "action) in German text.",
-        epilog=EXIT_CODES,
-        formatter_class=formatter,
-    )
-    parser.add_argument("--version", action="version", version=f"promofilter {__version__}")
-    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    score = commands.add_parser(
-        "score",
-        parents=[records, model],
-        help="add promo_score and label to each record",
-        description="Score each record's text: P(promotional) as promo_score, and its label.",
-        epilog=FORMAT_HELP + "\n" + EXIT_CODES,
-        formatter_class=formatter,
-    )
-    engine = score.add_argument_group("engine")
+def _engine_options() -> argparse.ArgumentParser:
+    """Where score and analyze run: this process, or Ray Data actors."""
+    options = argparse.ArgumentParser(add_help=False)
+    engine = options.add_argument_group("engine")
     engine.add_argument(
         "--engine",
         choices=("local", "ray"),
@@ -231,9 +213,33 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="N",
         help="CPUs reserved per actor, also its ONNX Runtime threads (default: 1)",
     )
+    return options
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of the ``promofilter`` command."""
+    formatter = argparse.RawDescriptionHelpFormatter
+    model, records, engine = _model_options(), _record_options(), _engine_options()
+    parser = argparse.ArgumentParser(
+        prog="promofilter",
+        description="Find, flag and strip promotional passages (clickbait teasers, calls to "
+        "action) in German text.",
+        epilog=EXIT_CODES,
+        formatter_class=formatter,
+    )
+    parser.add_argument("--version", action="version", version=f"promofilter {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    commands.add_parser(
+        "score",
+        parents=[records, model, engine],
+        help="add promo_score and label to each record",
+        description="Score each record's text: P(promotional) as promo_score, and its label.",
+        epilog=FORMAT_HELP + "\n" + EXIT_CODES,
+        formatter_class=formatter,
+    )
     commands.add_parser(
         "analyze",
-        parents=[records, model],
+        parents=[records, model, engine],
         help="add segments, label, promo_share and clean_text to each document",
         description="Analyse each record's text as a document: its segments (start, end, "
         "label, score, text), the document's label, the promotional share of its characters "
@@ -576,9 +582,8 @@ def _ray_input_format(path: Path, explicit: str | None) -> str:
 
 
 def _run_ray(args: argparse.Namespace) -> int:
-    """``score --engine ray``: read with Ray Data, score on actors, write here in input order."""
-    if args.command != "score":
-        raise InputError("--engine ray runs promofilter score only")
+    """``score`` or ``analyze`` with ``--engine ray``: read with Ray Data, score on actors,
+    write here in input order."""
     if args.resume:
         raise InputError("--resume works with --engine local only; rerun a Ray job whole")
     if args.input in (None, "-"):
@@ -591,7 +596,7 @@ def _run_ray(args: argparse.Namespace) -> int:
         raise InputError(f"--engine ray reads JSONL, CSV or Parquet, not {input_format!r}")
     RecordWriter.check(args.output, args.output_format)
     from promofilter.model import ModelLoadError
-    from promofilter.ray import import_ray, score_dataset
+    from promofilter.ray import analyze_dataset, import_ray, score_dataset
 
     try:
         ray = import_ray()
@@ -620,7 +625,8 @@ def _run_ray(args: argparse.Namespace) -> int:
             # reading reserves no CPU: the actors hold the CPUs they score on, and a read task
             # that waited for a free CPU would wait for ever on a cluster the actors fill
             dataset = reader(str(source), num_cpus=0, **options)
-            scored = score_dataset(
+            map_documents = score_dataset if args.command == "score" else analyze_dataset
+            scored = map_documents(
                 dataset,
                 text_column=args.text_field,
                 model=model.path,

@@ -1,4 +1,5 @@
-"""Score a Ray Dataset: ``promofilter.ray.score_dataset(ds)`` (the ``scale`` extra).
+"""Score or analyse a Ray Dataset: ``promofilter.ray.score_dataset(ds)`` and
+``analyze_dataset(ds)`` (the ``scale`` extra).
 
 Ray Data's pattern for batch inference is a stateful class passed to ``map_batches``: Ray
 starts ``concurrency`` actors, each builds the class once (here: loads the model once) and
@@ -32,11 +33,12 @@ def import_ray() -> Any:
     return ray
 
 
-class PromoScorer:
-    """The stateful ``map_batches`` class: one model per actor, batches of pyarrow Tables.
+class _DocumentActor:
+    """A ``map_batches`` class: one model per actor, batches of pyarrow Tables in, the same
+    batches out with :meth:`columns` appended.
 
-    Rows whose text is missing or not a string get a null ``promo_score`` and ``label``:
-    one bad row does not fail a job of millions.
+    Rows whose text is missing or not a string get nulls in every added column: one bad row
+    does not fail a job of millions.
     """
 
     def __init__(
@@ -59,18 +61,66 @@ class PromoScorer:
         )
         self.text_column = text_column
 
+    def columns(self) -> dict[str, Any]:
+        """The added columns and their pyarrow types, in output order."""
+        raise NotImplementedError
+
+    def added(self, texts: list[str]) -> list[dict[str, Any]]:
+        """The added fields of each text, in order."""
+        raise NotImplementedError
+
     def __call__(self, batch: Any) -> Any:
         import pyarrow
 
         texts = batch.column(self.text_column).to_pylist()
         valid = [i for i, text in enumerate(texts) if isinstance(text, str)]
-        fields = self.model.score_fields([texts[i] for i in valid])
-        scores: list[float | None] = [None] * len(texts)
-        labels: list[str | None] = [None] * len(texts)
-        for index, added in zip(valid, fields, strict=True):
-            scores[index], labels[index] = added["promo_score"], added["label"]
-        batch = batch.append_column("promo_score", pyarrow.array(scores, pyarrow.float64()))
-        return batch.append_column("label", pyarrow.array(labels, pyarrow.string()))
+        columns = self.columns()
+        values: dict[str, list[Any]] = {name: [None] * len(texts) for name in columns}
+        for index, fields in zip(valid, self.added([texts[i] for i in valid]), strict=True):
+            for name in columns:
+                values[name][index] = fields[name]
+        for name, kind in columns.items():
+            batch = batch.append_column(name, pyarrow.array(values[name], kind))
+        return batch
+
+
+class PromoScorer(_DocumentActor):
+    """Adds ``promo_score`` and ``label``, as :meth:`promofilter.PromoFilter.score_fields`."""
+
+    def columns(self) -> dict[str, Any]:
+        import pyarrow
+
+        return {"promo_score": pyarrow.float64(), "label": pyarrow.string()}
+
+    def added(self, texts: list[str]) -> list[dict[str, Any]]:
+        return self.model.score_fields(texts)
+
+
+class PromoAnalyzer(_DocumentActor):
+    """Adds ``segments``, ``label``, ``promo_share`` and ``clean_text``, as
+    :meth:`promofilter.PromoFilter.analyze_many` gives them (``Analysis.to_dict``)."""
+
+    def columns(self) -> dict[str, Any]:
+        import pyarrow
+
+        segment = pyarrow.struct(
+            [
+                ("start", pyarrow.int64()),
+                ("end", pyarrow.int64()),
+                ("label", pyarrow.string()),
+                ("score", pyarrow.float64()),
+                ("text", pyarrow.string()),
+            ]
+        )
+        return {
+            "segments": pyarrow.list_(segment),
+            "label": pyarrow.string(),
+            "promo_share": pyarrow.float64(),
+            "clean_text": pyarrow.string(),
+        }
+
+    def added(self, texts: list[str]) -> list[dict[str, Any]]:
+        return [analysis.to_dict() for analysis in self.model.analyze_many(texts)]
 
 
 def score_dataset(
@@ -93,13 +143,52 @@ def score_dataset(
     and ``cascade=False`` runs the encoder on every text, as ``load(cascade=False)``.
     The result is lazy, like every Ray Dataset: write, iterate or materialize it.
     """
+    return _map_documents(ds, PromoScorer, **_options(locals()))
+
+
+def analyze_dataset(
+    ds: Any,
+    text_column: str = "text",
+    model: str | Path | None = None,
+    threshold: float | None = None,
+    batch_size: int = DEFAULT_RAY_BATCH_SIZE,
+    concurrency: int = 2,
+    num_cpus_per_actor: float = 1,
+    model_batch_size: int = DEFAULT_BATCH_SIZE,
+    cascade: bool = True,
+) -> Any:
+    """``ds`` with each row's text analysed as a document, as ``PromoFilter.analyze``:
+    ``segments`` (start, end, label, score, text), ``label``, ``promo_share`` and
+    ``clean_text`` added per row. The options are :func:`score_dataset`'s.
+    """
+    return _map_documents(ds, PromoAnalyzer, **_options(locals()))
+
+
+def _options(arguments: dict[str, Any]) -> dict[str, Any]:
+    """A public wrapper's own arguments (its ``locals()``) but the dataset, by name."""
+    return {name: value for name, value in arguments.items() if name != "ds"}
+
+
+def _map_documents(
+    ds: Any,
+    actor: type[_DocumentActor],
+    *,
+    text_column: str,
+    model: str | Path | None,
+    threshold: float | None,
+    batch_size: int,
+    concurrency: int,
+    num_cpus_per_actor: float,
+    model_batch_size: int,
+    cascade: bool,
+) -> Any:
     import_ray()
     if num_cpus_per_actor <= 0:
         raise ValueError(f"num_cpus_per_actor must be positive, got {num_cpus_per_actor!r}")
     if text_column not in ds.columns():
         raise ValueError(f"the dataset has no column {text_column!r}; it has {ds.columns()}")
     return ds.map_batches(
-        PromoScorer,
+        actor,
         fn_constructor_kwargs={
             "model": None if model is None else str(Path(model).expanduser().resolve()),
             "text_column": text_column,

@@ -65,6 +65,42 @@ def test_score_dataset_equals_the_single_process_path(ray_cluster, model_dir):
     assert {r["label"] for r in rows} == {"promotional", "factual"}  # both labels occur
 
 
+def documents(count: int) -> list[str]:
+    """Documents of one to four paragraphs, so that each has segments in context."""
+    sentences = texts(count * 4)
+    return ["\n\n".join(sentences[4 * i : 4 * i + 1 + i % 4]) for i in range(count)]
+
+
+def test_analyze_dataset_equals_the_single_process_path(ray_cluster, model_dir):
+    import promofilter.ray
+
+    items = [{"id": i, "text": text} for i, text in enumerate(documents(60))]
+    items[3]["text"] = 17  # not a string: nulls in every added column, the rest go on
+    valid = [item["text"] for item in items if isinstance(item["text"], str)]
+    local = promofilter.load(model_dir, batch_size=1)
+    scores = local.predict_proba([t for text in valid for t in text.split("\n\n")])
+    local.threshold = float(sorted(scores)[len(scores) // 2])  # both labels occur
+    expected = [analysis.to_dict() for analysis in local.analyze_many(valid)]
+    analysed = promofilter.ray.analyze_dataset(
+        ray.data.from_items(items, override_num_blocks=4),
+        model=model_dir,
+        threshold=local.threshold,
+        batch_size=16,
+        concurrency=2,
+        model_batch_size=1,
+    )
+    rows = analysed.take_all()
+    assert [row["id"] for row in rows] == list(range(60))
+    added = ("segments", "label", "promo_share", "clean_text")
+    assert all(rows[3][name] is None for name in added)
+    del rows[3]
+    assert [{name: row[name] for name in added} for row in rows] == expected
+    assert {segment["label"] for row in rows for segment in row["segments"]} == {
+        "promotional",
+        "factual",
+    }
+
+
 def test_score_dataset_names_a_missing_text_column(ray_cluster, model_dir):
     import promofilter.ray
 
@@ -102,6 +138,30 @@ def test_the_cli_ray_engine_equals_the_local_engine_on_a_directory(
         for key in ("id", "text", "label"):
             assert row[key] == local[key]
         assert row["promo_score"] == pytest.approx(local["promo_score"], abs=1.5e-6)
+
+
+def test_the_cli_ray_engine_analyzes_as_the_local_engine(ray_cluster, model_dir, tmp_path):
+    lines = [json.dumps({"id": i, "text": text}) for i, text in enumerate(documents(30))]
+    lines.insert(5, json.dumps({"id": "no-text"}))
+    source = write_lines(tmp_path / "docs.jsonl", lines)
+    common = ["--model", str(model_dir), "--threshold", "0.5", "-q"]
+    for engine in ("local", "ray"):
+        output = str(tmp_path / f"{engine}.jsonl")
+        assert cli.main(["analyze", str(source), "-o", output, "--engine", engine, *common]) == 1
+    local = read_jsonl((tmp_path / "local.jsonl").read_text())
+    rows = read_jsonl((tmp_path / "ray.jsonl").read_text())
+    assert len(rows) == len(local) == 31
+    for row, expected in zip(rows, local, strict=True):
+        assert row.keys() == expected.keys()
+        if "_error" in expected:  # the record without text: an error record on both engines
+            assert row["id"] == expected["id"] == "no-text"
+            continue
+        for key in ("id", "text", "label", "clean_text"):
+            assert row[key] == expected[key]
+        assert row["promo_share"] == pytest.approx(expected["promo_share"], abs=1e-6)
+        for segment, local_segment in zip(row["segments"], expected["segments"], strict=True):
+            assert segment["score"] == pytest.approx(local_segment.pop("score"), abs=1.5e-6)
+            assert {k: v for k, v in segment.items() if k != "score"} == local_segment
 
 
 def test_a_record_ray_cannot_read_stops_the_job_with_a_clear_error_and_no_output(
