@@ -93,9 +93,16 @@ def client(fp32_model: Path) -> Iterator[TestClient]:
 
 
 def middle_threshold(model: PromoFilter, document: str) -> float:
-    """A threshold between the segment scores of ``document``: some promotional, some not."""
+    """A threshold between the segment scores of ``document``: some promotional, some not.
+
+    It lies halfway between two neighbouring scores, never on one: a score can differ with
+    its batch mates in the seventh decimal place, which would flip a label that sits exactly
+    on the threshold."""
     scores = sorted(s.score for s in model.analyze(document, threshold=1.0).segments)
-    return float(scores[len(scores) // 2])
+    middle = len(scores) // 2
+    gaps = [(abs(i - middle), i) for i in range(1, len(scores)) if scores[i] - scores[i - 1] > 1e-5]
+    _, upper = min(gaps)
+    return float(scores[upper - 1] + scores[upper]) / 2
 
 
 # --- the endpoints ---------------------------------------------------------------------------
