@@ -38,7 +38,8 @@ class _DocumentActor:
     batches out with :meth:`columns` appended.
 
     Rows whose text is missing or not a string get nulls in every added column: one bad row
-    does not fail a job of millions.
+    does not fail a job of millions. An input column of the same name as an added one (a
+    ``label`` of the data's own, say) is replaced in place.
     """
 
     def __init__(
@@ -80,7 +81,13 @@ class _DocumentActor:
             for name in columns:
                 values[name][index] = fields[name]
         for name, kind in columns.items():
-            batch = batch.append_column(name, pyarrow.array(values[name], kind))
+            column = pyarrow.array(values[name], kind)
+            # a column of that name is replaced where it stands, as the local engine's
+            # {**record, **added} does; two columns of one name would break the writers
+            if name in batch.column_names:
+                batch = batch.set_column(batch.column_names.index(name), name, column)
+            else:
+                batch = batch.append_column(name, column)
         return batch
 
 

@@ -101,6 +101,17 @@ def test_analyze_dataset_equals_the_single_process_path(ray_cluster, model_dir):
     }
 
 
+def test_an_input_column_named_like_an_added_one_is_replaced_in_place(ray_cluster, model_dir):
+    import promofilter.ray
+
+    items = [{"label": "gold", "text": text, "id": i} for i, text in enumerate(texts(20))]
+    scored = promofilter.ray.score_dataset(ray.data.from_items(items), model=model_dir)
+    rows = scored.take_all()
+    local = promofilter.load(model_dir).score_fields([item["text"] for item in items])
+    assert [list(row) for row in rows] == [["label", "text", "id", "promo_score"]] * 20
+    assert [row["label"] for row in rows] == [fields["label"] for fields in local]
+
+
 def test_score_dataset_names_a_missing_text_column(ray_cluster, model_dir):
     import promofilter.ray
 
