@@ -31,6 +31,7 @@ from pathlib import Path
 
 import numpy as np
 
+from training.build import REPO
 from training.corpus import (
     AMBIGUOUS,
     FACTUAL,
@@ -44,7 +45,6 @@ from training.corpus import (
 from training.evaluate import SPLITS_DIR, write_report_files
 from training.metrics import binary_counts
 
-REPO = Path(__file__).resolve().parents[1]
 DEFAULT_LABELS_DIR = REPO / "training" / "data" / "agreement"
 LABEL_FILE_PREFIX = "labels-"
 
