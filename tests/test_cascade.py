@@ -10,6 +10,7 @@ from promofilter.cascade import CASCADE_FILE, Cascade
 from promofilter.context import CONTEXT_HEAD_FILE, ContextHead, MixtureHead
 from promofilter.lexical import CHAR_NGRAMS_FILE
 from promofilter.model import ModelLoadError, PromoFilter, sha256_of
+from test_model_runtime import SessionSpy
 
 from training.cascade import EncodedSplit, choose_cascade, stand_in_embeddings
 from training.corpus import Document, Segment
@@ -118,24 +119,12 @@ TEXTS = [
 ]
 
 
-class RowCounter:
-    """Wraps a session's ``run`` and counts the rows it is fed."""
-
-    def __init__(self, model: PromoFilter) -> None:
-        self.rows, self._run = 0, model.session.run
-        model.session = self
-
-    def run(self, outputs, feed):
-        self.rows += len(feed["input_ids"])
-        return self._run(outputs, feed)
-
-
 def test_skipped_texts_are_not_encoded_and_get_the_stand_in(cascade_model):
     model = PromoFilter(cascade_model)
     lexical = model.lexical.rows(TEXTS)
     skipped = model.cascade.skipped(lexical)
     assert 0 < skipped.sum() < len(TEXTS), "the bounds should split these texts"
-    counter = RowCounter(model)
+    counter = model.session = SessionSpy(model.session)
     rows = model.encode(TEXTS)
     assert counter.rows == (~skipped).sum()
     width = model.cascade.embedding_width
@@ -152,7 +141,7 @@ def test_without_the_cascade_every_text_is_encoded_as_by_a_model_without_one(cas
     model = PromoFilter(cascade_model, cascade=False)
     assert model.cascade is None and repr(model).endswith("cascade=False)")
     assert repr(PromoFilter(cascade_model)).endswith("cascade=True)")
-    counter = RowCounter(model)
+    counter = model.session = SessionSpy(model.session)
     rows = model.encode(TEXTS)
     assert counter.rows == len(TEXTS)
     (cascade_model / CASCADE_FILE).unlink()
@@ -163,7 +152,7 @@ def test_when_every_text_skips_the_encoder_is_not_run(cascade_model):
     model = PromoFilter(cascade_model)
     model.cascade.skip_below = model.cascade.skip_above = 0.5 + 1e-9
     model.cascade.skip_below -= 2e-9
-    counter = RowCounter(model)
+    counter = model.session = SessionSpy(model.session)
     rows = model.encode(TEXTS)
     assert counter.rows == 0 and rows.shape == (len(TEXTS), model.head.dim)
     assert model.encode([]).shape == (0, model.head.dim)

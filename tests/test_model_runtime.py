@@ -36,6 +36,23 @@ def model(model_dir: Path) -> promofilter.PromoFilter:
     return promofilter.load(model_dir)
 
 
+class SessionSpy:
+    """Stands in for a model's ONNX Runtime session: runs the real one, keeps every feed."""
+
+    def __init__(self, session) -> None:
+        self.session = session
+        self.feeds: list[dict[str, np.ndarray]] = []
+
+    def run(self, names, feed):
+        self.feeds.append(feed)
+        return self.session.run(names, feed)
+
+    @property
+    def rows(self) -> int:
+        """Rows fed so far, over all runs."""
+        return sum(len(feed["input_ids"]) for feed in self.feeds)
+
+
 @pytest.fixture
 def fresh(model_dir: Path) -> promofilter.PromoFilter:
     """An instance of its own, for tests that change the threshold or batch size."""
@@ -146,17 +163,11 @@ def test_batches_respect_the_row_and_token_caps_and_cover_every_text(fresh, monk
     texts = [f"Satz {i}. " * (1 + i % 40) for i in range(60)]
     reference = fresh.predict_proba(texts)
     fresh.batch_size, fresh.max_batch_tokens = 4, 64
-    shapes: list[tuple[int, int]] = []
-    run = fresh.session.run
-
-    class Spy:
-        def run(self, names, feed):
-            shapes.append(feed["input_ids"].shape)
-            assert feed["attention_mask"].shape == feed["input_ids"].shape
-            return run(names, feed)
-
-    monkeypatch.setattr(fresh, "session", Spy())
+    spy = SessionSpy(fresh.session)
+    monkeypatch.setattr(fresh, "session", spy)
     scores = fresh.predict_proba(texts)
+    shapes = [feed["input_ids"].shape for feed in spy.feeds]
+    assert all(feed["attention_mask"].shape == feed["input_ids"].shape for feed in spy.feeds)
     assert sum(rows for rows, _ in shapes) == 60  # every text once (none is over 128 tokens)
     assert all(rows <= 4 for rows, _ in shapes)
     assert all(rows * width <= 64 or rows == 1 for rows, width in shapes)
@@ -197,16 +208,10 @@ def test_a_long_text_is_scored_in_windows_never_truncated(fresh, monkeypatch):
     ids = fresh.tokenizer.encode(long_text).ids
     max_length = fresh.config.max_length
     assert len(ids) > 2 * max_length
-    fed: list[np.ndarray] = []
-    run = fresh.session.run
-
-    class Spy:
-        def run(self, names, feed):
-            fed.append(feed["input_ids"])
-            return run(names, feed)
-
-    monkeypatch.setattr(fresh, "session", Spy())
+    spy = SessionSpy(fresh.session)
+    monkeypatch.setattr(fresh, "session", spy)
     score = fresh.predict_proba([long_text])[0]
+    fed = [feed["input_ids"] for feed in spy.feeds]
     rows = [row for batch in fed for row in batch]
     assert all(batch.shape[1] <= max_length for batch in fed)
     assert len(rows) == len(windows(ids, max_length))
