@@ -2,7 +2,7 @@ from dataclasses import replace
 
 import pytest
 
-from training.corpus import Document, Segment, read_documents
+from training.corpus import Document, Segment, read_documents, write_documents
 from training.split import (
     FRACTIONS,
     SPLITS_DIR,
@@ -41,7 +41,8 @@ def test_committed_splits_are_current_and_leak_free():
 def test_no_document_or_near_duplicate_crosses_splits(committed):
     assert leaks(committed) == []
     ids = [d.id for name in FRACTIONS for d in committed[name]]
-    assert len(ids) == len(set(ids)) == len(read_handwritten())
+    documents, train_only = read_handwritten()
+    assert len(ids) == len(set(ids)) == len(documents) + len(train_only)
 
 
 def test_dev_and_test_hold_only_handwritten_documents(committed):
@@ -102,3 +103,47 @@ def test_make_splits_keeps_every_document_once():
     assert sorted(d.id for name in FRACTIONS for d in splits[name]) == sorted(
         d.id for d in documents
     )
+
+
+def _distinct_documents(prefix: str, count: int) -> list[Document]:
+    return [
+        doc(f"{prefix}-{n}", f"Eigene Meldung {prefix} {n} über Thema {n * 7} und Ort {n * 13}")
+        for n in range(count)
+    ]
+
+
+def test_train_only_documents_join_train_and_move_nothing_else():
+    documents = _distinct_documents("r", 20)
+    extra = _distinct_documents("s", 5)
+    before = make_splits(documents)
+    after = make_splits(documents, train_only=extra)
+    for name in ("dev", "test", "test-hard"):
+        assert after[name] == before[name]
+    assert sorted(d.id for d in after["train"]) == sorted(
+        [d.id for d in before["train"]] + [d.id for d in extra]
+    )
+
+
+def test_a_train_only_near_duplicate_of_a_test_document_is_a_leak():
+    documents = _distinct_documents("r", 20)
+    test_document = make_splits(documents)["test"][0]
+    copy = doc("s-copy", test_document.segments[0].text + " heute")
+    problems = leaks(make_splits(documents, train_only=[copy]))
+    assert len(problems) == 1
+    assert f"{test_document.id} (test)" in problems[0] and "s-copy (train)" in problems[0]
+
+
+def test_a_document_id_in_both_directories_is_refused(tmp_path):
+    write_documents(tmp_path / "split" / "a.jsonl", _distinct_documents("r", 3))
+    write_documents(tmp_path / "train" / "b.jsonl", _distinct_documents("r", 1))
+    with pytest.raises(ValueError, match=r"\['r-0'\]"):
+        read_handwritten(tmp_path / "split", tmp_path / "train")
+
+
+def test_read_handwritten_reads_the_train_only_directory_when_there_is_one(tmp_path):
+    write_documents(tmp_path / "split" / "a.jsonl", _distinct_documents("r", 3))
+    documents, train_only = read_handwritten(tmp_path / "split", tmp_path / "missing")
+    assert [d.id for d in documents] == ["r-0", "r-1", "r-2"] and train_only == []
+    write_documents(tmp_path / "train" / "b.jsonl", _distinct_documents("s", 2))
+    _, train_only = read_handwritten(tmp_path / "split", tmp_path / "train")
+    assert [d.id for d in train_only] == ["s-0", "s-1"]
