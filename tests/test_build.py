@@ -68,6 +68,9 @@ def test_smoke_build_writes_a_complete_model_directory(smoke_build: Path) -> Non
     agreement = agreement_summary(SPLITS_DIR / "test.jsonl")
     assert config["metrics"]["agreement"] == agreement
     assert f"{agreement['majority_f1']:.3f} by majority vote" in card
+    documents = config["training"]["documents"]
+    assert documents["test"] == len(read_documents(SPLITS_DIR / "test.jsonl"))
+    assert f"Trained on the {documents['train']} hand-written documents" in card
 
 
 def test_smoke_model_loads_and_predicts_through_the_runtime(smoke_build: Path) -> None:

@@ -84,6 +84,10 @@ def test_config_records_provenance_of_the_shipped_files() -> None:
     assert config["char_ngrams_sha256"] == sha256_file(MODEL_DIR / "char_ngrams.json")
     assert config["cascade_sha256"] == sha256_file(MODEL_DIR / "cascade.json")
     assert config["training"]["train_split_sha256"] == sha256_file(SPLITS_DIR / "train.jsonl")
+    assert config["training"]["documents"] == {
+        split: len(read_documents(SPLITS_DIR / f"{split}.jsonl"))
+        for split in ("train", "dev", "test")
+    }
     assert config["metrics"]["test"]["data_sha256"] == TEST_SHA256
     assert config["base_model"].startswith("intfloat/multilingual-e5-small")
     card = (MODEL_DIR / "README.md").read_text()

@@ -389,6 +389,11 @@ def stage_package(config: BuildConfig, student_dir: Path, onnx_dir: Path) -> Pat
             },
             training={
                 "train_split_sha256": sha256_file(config.train),
+                "documents": {
+                    "train": len(read_documents(config.train)),
+                    "dev": len(dev_documents),
+                    "test": len(read_documents(config.test)),
+                },
                 "dev_split_sha256": sha256_file(config.dev),
                 "generated_per_document": config.generated_per_document,
                 "distill_per_document": config.distill_per_document,

@@ -150,6 +150,7 @@ def _agreement_paragraph(agreement: dict | None) -> str | None:
 
 def render_model_card(config: dict, smoke: bool = False) -> str:
     metrics, architecture, training = config["metrics"], config["architecture"], config["training"]
+    documents = training["documents"]
     parity, errors = metrics["parity"], metrics["errors"]
     seed = metrics.get("seed")
     seed_line = (
@@ -241,7 +242,8 @@ def render_model_card(config: dict, smoke: bool = False) -> str:
         "",
         "## Limitations and known failure styles",
         "",
-        "- Trained on a hand-written corpus of 463 documents (see "
+        f"- Trained on the {documents['train']} hand-written documents of the train split "
+        f"(dev {documents['dev']} and test {documents['test']} held out; see "
         "`training/data/README.md`) plus generated variants; real pages with unseen "
         "promotional formats will be missed more often than the test figures suggest.",
         "- The head sees one segment either side. Lines that are promotional only through "
