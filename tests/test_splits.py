@@ -2,7 +2,18 @@ from dataclasses import replace
 
 import pytest
 
-from training.corpus import Document, Segment, read_documents, write_documents
+from training.corpus import (
+    AMBIGUOUS,
+    HARD_NEGATIVE_KINDS,
+    PROMOTIONAL,
+    PROMOTIONAL_KINDS,
+    REGISTERS,
+    STYLES,
+    Document,
+    Segment,
+    read_documents,
+    write_documents,
+)
 from training.split import (
     FRACTIONS,
     SPLITS_DIR,
@@ -48,6 +59,26 @@ def test_no_document_or_near_duplicate_crosses_splits(committed):
 def test_dev_and_test_hold_only_handwritten_documents(committed):
     for name in ("dev", "test", "test-hard"):
         assert {d.source for d in committed[name]} == {"handwritten"}
+
+
+def test_hand_written_documents_use_the_metadata_vocabularies():
+    """The evaluation breaks figures down by style, register and kind; a misspelt value would
+    open a group of its own."""
+    documents, train_only = read_handwritten()
+    problems = []
+    for document in [*documents, *train_only]:
+        if document.source != "handwritten" or not document.topic:
+            problems.append(f"{document.id}: source {document.source!r}, topic {document.topic!r}")
+        if document.style not in STYLES or not set(document.register) <= set(REGISTERS):
+            problems.append(f"{document.id}: style {document.style!r}, {document.register}")
+        for index, segment in enumerate(document.segments):
+            allowed = {
+                PROMOTIONAL: PROMOTIONAL_KINDS,
+                AMBIGUOUS: (*PROMOTIONAL_KINDS, *HARD_NEGATIVE_KINDS),
+            }.get(segment.label, HARD_NEGATIVE_KINDS)
+            if segment.kind is not None and segment.kind not in allowed:
+                problems.append(f"{document.id}#{index}: kind {segment.kind!r} on {segment.label}")
+    assert problems == []
 
 
 def test_hard_subset_is_a_subset_of_test(committed):
