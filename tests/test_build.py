@@ -107,6 +107,42 @@ def test_fp32_export_matches_torch_and_int8_stays_close(smoke_build: Path) -> No
     assert parity_problems(report, check_int8_f1=False) == []
 
 
+def test_int8_keeps_the_first_layers_feed_forward_in_fp32(smoke_build: Path) -> None:
+    import onnx
+
+    from training.export import FEED_FORWARD_PARTS
+
+    graph = onnx.load(str(smoke_build / "work" / "onnx" / "model.int8.onnx")).graph
+    weights = {initializer.name: initializer for initializer in graph.initializer}
+    ops = {node.name: node for node in graph.node}
+    for part in FEED_FORWARD_PARTS:
+        name = next(n for n in ops if n.endswith(f"/encoder/layer.0/{part}/dense/MatMul"))
+        weight = next(weights[i] for i in ops[name].input if i in weights)
+        assert ops[name].op_type == "MatMul"
+        assert weight.data_type == onnx.TensorProto.FLOAT
+    # the rest of the layer is quantized
+    assert any(
+        "/encoder/layer.0/attention/" in node.name and node.op_type == "QLinearMatMul"
+        for node in graph.node
+    )
+    config = json.loads((smoke_build / "model" / "config.json").read_text())
+    assert "feed-forward weights of layer 1 stay fp32" in config["architecture"]["quantization"]
+
+
+def test_keeping_a_layer_the_graph_lacks_in_fp32_is_an_error(
+    smoke_build: Path, tmp_path: Path
+) -> None:
+    from training.export import quantize_int8
+
+    with pytest.raises(ValueError, match="encoder layer 7"):
+        quantize_int8(
+            smoke_build / "work" / "onnx" / "model.fp32.onnx",
+            tmp_path / "int8.onnx",
+            calibration=[],
+            float_feed_forward_layers=(7,),
+        )
+
+
 def test_parity_problems_name_what_broke() -> None:
     from training.parity import parity_problems
 

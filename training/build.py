@@ -70,6 +70,8 @@ class BuildConfig:
     student_learning_rate: float = 1e-4
     # train segments whose activations fix the int8 scales
     calibration_segments: int = 512
+    # encoder layers whose feed-forward MatMuls stay fp32 (see training.export.quantize_int8)
+    float_feed_forward_layers: tuple[int, ...] = (0,)
     max_steps: int = -1
     smoke: bool = False
     progress: bool = True
@@ -220,6 +222,14 @@ def stage_student(config: BuildConfig, teacher_dir: Path, targets_file: Path) ->
     return target
 
 
+def _float_layers_note(layers: tuple[int, ...]) -> str:
+    """How the model card names the layers kept in fp32 ('' for none)."""
+    if not layers:
+        return ""
+    numbers = ", ".join(str(layer + 1) for layer in layers)
+    return f"; the feed-forward weights of layer{'s' * (len(layers) > 1)} {numbers} stay fp32"
+
+
 def stage_export(config: BuildConfig, student_dir: Path) -> Path:
     """fp32 and int8 ONNX of the student, with parity figures on the test split."""
     from training.export import calibration_feeds, export_onnx, quantize_int8
@@ -236,7 +246,9 @@ def stage_export(config: BuildConfig, student_dir: Path) -> Path:
     train_texts, _ = labeled_segments(read_documents(config.train))
     sample = np.random.default_rng(0).permutation(len(train_texts))[: config.calibration_segments]
     calibration = calibration_feeds(tokenizer, [train_texts[i] for i in sample], config.max_length)
-    int8 = quantize_int8(fp32, target / "model.int8.onnx", calibration)
+    int8 = quantize_int8(
+        fp32, target / "model.int8.onnx", calibration, config.float_feed_forward_layers
+    )
     test_texts, test_labels = labeled_segments(read_documents(config.test))
     report = parity_report(
         student,
@@ -385,6 +397,7 @@ def stage_package(config: BuildConfig, student_dir: Path, onnx_dir: Path) -> Pat
                 "quantization": (
                     "static int8: per-channel weights, activation scales calibrated on "
                     f"{config.calibration_segments} train segments"
+                    + _float_layers_note(config.float_feed_forward_layers)
                 ),
             },
             training={
