@@ -267,12 +267,45 @@ def stage_export(config: BuildConfig, student_dir: Path) -> Path:
     return target
 
 
+def choose_char_ngram_weight(
+    embedding_head,
+    lexical_head,
+    dev_rows: Sequence[np.ndarray],
+    dev_labels: np.ndarray,
+    dev_known: np.ndarray,
+    precision_target: float,
+):
+    """The head that averages ``embedding_head`` and ``lexical_head`` with the character
+    n-gram weight of :data:`LEXICAL_WEIGHT_GRID` that gives the best dev F1, that weight,
+    and dev F1 by weight. ``dev_rows`` holds one ``[embedding, n-gram read-outs]`` array per
+    dev document; ``dev_labels`` and ``dev_known`` cover their segments in order."""
+    from promofilter.context import MixtureHead
+
+    from training.train import dev_metrics
+
+    mixtures = {
+        weight: MixtureHead([(1 - weight, embedding_head), (weight, lexical_head)])
+        for weight in LEXICAL_WEIGHT_GRID
+    }
+    f1_by_weight = {
+        weight: dev_metrics(
+            dev_labels,
+            np.concatenate([mixture.in_document(rows) for rows in dev_rows])[dev_known],
+            precision_target,
+        )["f1"]
+        for weight, mixture in mixtures.items()
+    }
+    # the smallest weight among the best: the n-grams ship only when dev asks for them
+    weight = max(f1_by_weight, key=lambda w: (f1_by_weight[w], -w))
+    return (mixtures[weight] if weight else embedding_head), weight, f1_by_weight
+
+
 def stage_package(config: BuildConfig, student_dir: Path, onnx_dir: Path) -> Path:
     """Write ``config.output``: model.onnx (int8), tokenizer.json, context_head.json,
     char_ngrams.json, config.json, README.md."""
     import promofilter
     from promofilter.cascade import CASCADE_FILE
-    from promofilter.context import CONTEXT_HEAD_FILE, MixtureHead
+    from promofilter.context import CONTEXT_HEAD_FILE
     from promofilter.lexical import CHAR_NGRAMS_FILE
 
     from training.cascade import (
@@ -318,22 +351,10 @@ def stage_package(config: BuildConfig, student_dir: Path, onnx_dir: Path) -> Pat
         dev_rows = [np.hstack(parts) for parts in zip(dev_embeddings, dev_lexical, strict=True)]
         dev_known = np.array([s.label != AMBIGUOUS for d in dev_documents for s in d.segments])
         _, dev_labels = labeled_segments(dev_documents)
-        mixtures = {
-            weight: MixtureHead([(1 - weight, embedding_head), (weight, lexical_head)])
-            for weight in LEXICAL_WEIGHT_GRID
-        }
-        f1_by_weight = {
-            weight: dev_metrics(
-                dev_labels,
-                np.concatenate([mixture.in_document(rows) for rows in dev_rows])[dev_known],
-                config.precision_target,
-            )["f1"]
-            for weight, mixture in mixtures.items()
-        }
-        # the smallest weight among the best: the n-grams ship only when dev asks for them
-        lexical_weight = max(f1_by_weight, key=lambda weight: (f1_by_weight[weight], -weight))
+        head, lexical_weight, f1_by_weight = choose_char_ngram_weight(
+            embedding_head, lexical_head, dev_rows, dev_labels, dev_known, config.precision_target
+        )
         _log(f"package: dev F1 by character n-gram weight {f1_by_weight}")
-        head = mixtures[lexical_weight] if lexical_weight else embedding_head
         if lexical_weight:
             lexical.save(staging / CHAR_NGRAMS_FILE)
             model_config["char_ngrams_sha256"] = sha256_file(staging / CHAR_NGRAMS_FILE)
