@@ -9,6 +9,10 @@ whether it exists. The encoder still runs once per segment; the head costs a few
 A text scored on its own is a document of one segment: its neighbours are absent, exactly as
 for the first and last segment of a document, which the head saw in training.
 
+A :class:`DocumentHead` reads the whole document instead: a small transformer over the
+segments' embeddings, trained together with the encoder, so that a segment deep inside an
+advertorial is judged by what the whole page is (``segment-transformer`` files).
+
 A :class:`MixtureHead` averages several such heads, each over its own columns of the rows (the
 shipped model: one over the embedding, one over the character n-gram read-outs of
 :mod:`promofilter.lexical`).
@@ -25,9 +29,11 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
+from promofilter.jsonfiles import packed, unpacked
 
 CONTEXT_HEAD_FILE = "context_head.json"
 CONTEXT_HEAD_KIND = "neighbour-logistic"
+DOCUMENT_HEAD_KIND = "segment-transformer"
 MIXTURE_KIND = "mixture"
 
 
@@ -149,17 +155,215 @@ class ContextHead:
         return head
 
 
+# the parameters of one layer of a DocumentHead, with their shapes: w is the width, f the
+# feed-forward size
+_DOCUMENT_LAYER_SHAPES: dict[str, tuple[str, ...]] = {
+    "self_attn.in_proj_weight": ("3w", "w"),
+    "self_attn.in_proj_bias": ("3w",),
+    "self_attn.out_proj.weight": ("w", "w"),
+    "self_attn.out_proj.bias": ("w",),
+    "linear1.weight": ("f", "w"),
+    "linear1.bias": ("f",),
+    "linear2.weight": ("w", "f"),
+    "linear2.bias": ("w",),
+    "norm1.weight": ("w",),
+    "norm1.bias": ("w",),
+    "norm2.weight": ("w",),
+    "norm2.bias": ("w",),
+}
+
+
+class DocumentHead:
+    """A transformer over one document's segment embeddings: each segment's logit is its own
+    read-out (``own``, the encoder's classifier) plus what the transformer makes of it among
+    all the document's segments.
+
+    The embeddings are projected to ``width``; each row gets a learned vector for its position
+    from the start and one for its position from the end (both capped at
+    ``positions - 1``, so a longer document reuses the last); then come post-norm encoder
+    layers with ReLU (PyTorch's ``nn.TransformerEncoderLayer``, whose parameter names the
+    ``layers`` entries keep) and a linear read-out. A text scored on its own is a document of
+    one segment.
+    """
+
+    LAYER_NORM_EPS = 1e-5
+
+    def __init__(
+        self,
+        own: np.ndarray,
+        own_bias: float,
+        project: np.ndarray,
+        project_bias: np.ndarray,
+        from_start: np.ndarray,
+        from_end: np.ndarray,
+        layers: Sequence[dict[str, np.ndarray]],
+        out: np.ndarray,
+        out_bias: float,
+        heads: int,
+    ) -> None:
+        self.project = np.asarray(project, dtype=np.float64)
+        if self.project.ndim != 2:
+            raise ValueError(f"'project' must be a matrix, got shape {self.project.shape}")
+        width, self.dim = self.project.shape
+        self.own = _of_shape(own, (self.dim,), "own")
+        self.own_bias = float(own_bias)
+        self.project_bias = _of_shape(project_bias, (width,), "project_bias")
+        self.from_start = np.asarray(from_start, dtype=np.float64)
+        if (
+            self.from_start.ndim != 2
+            or self.from_start.shape[1] != width
+            or not len(self.from_start)
+        ):
+            raise ValueError(f"'from_start' must have shape (positions, {width})")
+        self.from_end = _of_shape(from_end, self.from_start.shape, "from_end")
+        if heads < 1 or width % heads:
+            raise ValueError(f"{heads} heads do not divide the width {width}")
+        self.heads = heads
+        if not layers:
+            raise ValueError("a document head needs at least one layer")
+        feed_forward = np.shape(layers[0].get("linear1.weight", ()))[:1] or (0,)
+        sizes = {"w": width, "3w": 3 * width, "f": feed_forward[0]}
+        self.layers = []
+        for index, layer in enumerate(layers):
+            checked = {}
+            for name, shape in _DOCUMENT_LAYER_SHAPES.items():
+                if name not in layer:
+                    raise ValueError(f"layers[{index}] lacks {name!r}")
+                wanted = tuple(sizes[axis] for axis in shape)
+                checked[name] = _of_shape(layer[name], wanted, f"layers[{index}].{name}")
+            self.layers.append(checked)
+        self.out = _of_shape(out, (width,), "out")
+        self.out_bias = float(out_bias)
+
+    @property
+    def positions(self) -> int:
+        return len(self.from_start)
+
+    def _logits(self, rows: np.ndarray, documents: int) -> np.ndarray:
+        """Logits of ``rows`` laid out as ``documents`` documents of equal length, in order."""
+        rows = _rows_of_width(rows, self.dim).astype(np.float64)
+        if not len(rows):
+            return np.zeros(0)
+        length = len(rows) // documents
+        steps = np.minimum(np.arange(length), self.positions - 1)
+        x = rows @ self.project.T + self.project_bias
+        x = x.reshape(documents, length, -1) + self.from_start[steps] + self.from_end[steps[::-1]]
+        for layer in self.layers:
+            x = _layer_norm(
+                x + self._attention(x, layer), layer["norm1.weight"], layer["norm1.bias"]
+            )
+            hidden = np.maximum(x @ layer["linear1.weight"].T + layer["linear1.bias"], 0.0)
+            x = _layer_norm(
+                x + hidden @ layer["linear2.weight"].T + layer["linear2.bias"],
+                layer["norm2.weight"],
+                layer["norm2.bias"],
+            )
+        context = (x @ self.out).reshape(-1) + self.out_bias
+        return context + rows @ self.own + self.own_bias
+
+    def _attention(self, x: np.ndarray, layer: dict[str, np.ndarray]) -> np.ndarray:
+        """Multi-head self-attention over the segments of each document in ``x``
+        (documents, segments, width)."""
+        documents, length, width = x.shape
+        size = width // self.heads
+        qkv = x @ layer["self_attn.in_proj_weight"].T + layer["self_attn.in_proj_bias"]
+        # (3, documents, heads, segments, size)
+        qkv = qkv.reshape(documents, length, 3, self.heads, size).transpose(2, 0, 3, 1, 4)
+        query, key, value = qkv
+        weights = query @ key.transpose(0, 1, 3, 2) / np.sqrt(size)
+        weights = np.exp(weights - weights.max(axis=-1, keepdims=True))
+        weights /= weights.sum(axis=-1, keepdims=True)
+        mixed = (weights @ value).transpose(0, 2, 1, 3).reshape(documents, length, width)
+        return mixed @ layer["self_attn.out_proj.weight"].T + layer["self_attn.out_proj.bias"]
+
+    def in_document(self, rows: np.ndarray) -> np.ndarray:
+        return _sigmoid(self._logits(rows, 1))
+
+    def alone(self, rows: np.ndarray) -> np.ndarray:
+        return _sigmoid(self._logits(rows, len(rows)))
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "kind": DOCUMENT_HEAD_KIND,
+            "dim": self.dim,
+            "heads": self.heads,
+            "own": packed(self.own),
+            "own_bias": self.own_bias,
+            "project": packed(self.project),
+            "project_bias": packed(self.project_bias),
+            "from_start": packed(self.from_start),
+            "from_end": packed(self.from_end),
+            "layers": [
+                {name: packed(value) for name, value in layer.items()} for layer in self.layers
+            ],
+            "out": packed(self.out),
+            "out_bias": self.out_bias,
+        }
+
+    def save(self, path: str | Path) -> None:
+        _write_json(path, self.to_json())
+
+    @classmethod
+    def from_json(cls, raw: Any) -> DocumentHead:
+        """A head from its JSON form; a ValueError says which field is wrong."""
+        if not isinstance(raw, dict) or raw.get("kind") != DOCUMENT_HEAD_KIND:
+            raise ValueError(f"field 'kind' must be {DOCUMENT_HEAD_KIND!r}")
+        try:
+            matrices = {
+                name: unpacked(raw[name], name, ndim)
+                for name, ndim in (
+                    ("own", 1),
+                    ("project", 2),
+                    ("project_bias", 1),
+                    ("from_start", 2),
+                    ("from_end", 2),
+                    ("out", 1),
+                )
+            }
+            if not isinstance(raw["layers"], list):
+                raise ValueError("field 'layers' must be a list")
+            layers = []
+            for index, layer in enumerate(raw["layers"]):
+                if not isinstance(layer, dict):
+                    raise ValueError(f"field 'layers[{index}]' must be an object")
+                unknown = sorted(set(layer) - set(_DOCUMENT_LAYER_SHAPES))
+                if unknown:
+                    raise ValueError(f"field 'layers[{index}]' has unknown entries {unknown}")
+                layers.append(
+                    {
+                        name: unpacked(layer[name], f"layers[{index}].{name}", len(shape))
+                        for name, shape in _DOCUMENT_LAYER_SHAPES.items()
+                        if name in layer
+                    }
+                )
+            head = cls(
+                own_bias=_number(raw["own_bias"], "own_bias"),
+                out_bias=_number(raw["out_bias"], "out_bias"),
+                heads=raw["heads"],
+                layers=layers,
+                **matrices,
+            )
+        except KeyError as error:
+            raise ValueError(f"missing field {error}") from error
+        except TypeError as error:
+            raise ValueError(str(error)) from error
+        if raw.get("dim", head.dim) != head.dim:
+            raise ValueError(f"field 'dim' is {raw['dim']}, the weights give {head.dim}")
+        return head
+
+
 class MixtureHead:
-    """The weighted average of :class:`ContextHead` probabilities, each head reading its own
-    columns of the rows: for example one over the embedding and one over the character
-    n-gram read-outs (:mod:`promofilter.lexical`) that follow it.
+    """The weighted average of member heads' probabilities (:class:`ContextHead` or
+    :class:`DocumentHead`), each head reading its own columns of the rows: for example one
+    over the embedding and one over the character n-gram read-outs
+    (:mod:`promofilter.lexical`) that follow it.
 
     Probabilities rather than logits are averaged: in a sweep over the 3-layer student's fp32
     embeddings (equal weights, the threshold for precision 0.90 on dev) that gave dev F1
     0.947 against 0.939 for the logit average of the same two heads.
     """
 
-    def __init__(self, members: Sequence[tuple[float, ContextHead]]) -> None:
+    def __init__(self, members: Sequence[tuple[float, ContextHead | DocumentHead]]) -> None:
         if not members:
             raise ValueError("a mixture needs at least one member")
         weights = np.asarray([weight for weight, _ in members], dtype=np.float64)
@@ -205,20 +409,31 @@ class MixtureHead:
             if not isinstance(member, dict) or "weight" not in member or "head" not in member:
                 raise ValueError(f"field '{where}' needs 'weight' and 'head'")
             try:
-                parsed.append((float(member["weight"]), ContextHead.from_json(member["head"])))
+                parsed.append((float(member["weight"]), _member_from_json(member["head"])))
             except (TypeError, ValueError) as error:
                 raise ValueError(f"field '{where}': {error}") from error
         return cls(parsed)
 
 
-def load_head(path: str | Path) -> ContextHead | MixtureHead:
-    """Read ``context_head.json`` of either kind; a ValueError names the file and the fault."""
+def _member_from_json(raw: Any) -> ContextHead | DocumentHead:
+    kind = raw.get("kind") if isinstance(raw, dict) else None
+    if kind == DOCUMENT_HEAD_KIND:
+        return DocumentHead.from_json(raw)
+    return ContextHead.from_json(raw)
+
+
+def load_head(path: str | Path) -> ContextHead | DocumentHead | MixtureHead:
+    """Read ``context_head.json`` of any kind; a ValueError names the file and the fault."""
     try:
         raw = json.loads(Path(path).read_text(encoding="utf-8"))
     except (OSError, ValueError) as error:
         raise ValueError(f"{path}: cannot read the context head: {error}") from error
     kind = raw.get("kind") if isinstance(raw, dict) else None
-    readers = {CONTEXT_HEAD_KIND: ContextHead.from_json, MIXTURE_KIND: MixtureHead.from_json}
+    readers = {
+        CONTEXT_HEAD_KIND: ContextHead.from_json,
+        DOCUMENT_HEAD_KIND: DocumentHead.from_json,
+        MIXTURE_KIND: MixtureHead.from_json,
+    }
     if kind not in readers:
         raise ValueError(f"{path}: field 'kind' must be one of {sorted(readers)}, got {kind!r}")
     try:
@@ -260,6 +475,25 @@ def _rows_of_width(rows: np.ndarray, dim: int) -> np.ndarray:
     if rows.ndim != 2 or rows.shape[1] != dim:
         raise ValueError(f"expected rows of shape (n, {dim}), got {rows.shape}")
     return rows
+
+
+def _of_shape(values: Any, shape: tuple[int, ...], field: str) -> np.ndarray:
+    array = np.asarray(values, dtype=np.float64)
+    if array.shape != tuple(shape):
+        raise ValueError(f"field {field!r} has shape {array.shape}, expected {tuple(shape)}")
+    return array
+
+
+def _number(value: Any, field: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ValueError(f"field {field!r} must be a number, got {value!r}")
+    return float(value)
+
+
+def _layer_norm(x: np.ndarray, weight: np.ndarray, bias: np.ndarray) -> np.ndarray:
+    centred = x - x.mean(axis=-1, keepdims=True)
+    variance = (centred**2).mean(axis=-1, keepdims=True)
+    return centred / np.sqrt(variance + DocumentHead.LAYER_NORM_EPS) * weight + bias
 
 
 def _write_json(path: str | Path, content: dict[str, Any]) -> None:

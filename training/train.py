@@ -24,6 +24,8 @@ from training.metrics import (
 )
 
 DEFAULT_RUNS_DIR = Path("~/.cache/promofilter/runs").expanduser()
+# parameters whose names start with this take FineTuneArgs.head_learning_rate
+HEAD_PREFIX = "context."
 
 
 @dataclass
@@ -33,6 +35,7 @@ class FineTuneArgs:
     run_dir: Path
     epochs: float = 3.0
     batch_size: int = 32
+    eval_batch_size: int = 64
     learning_rate: float = 5e-5
     weight_decay: float = 0.01
     warmup: float = 0.06
@@ -40,6 +43,9 @@ class FineTuneArgs:
     seed: int = 13
     patience: int = 1
     freeze_word_embeddings: bool = False  # about 2x faster steps; keeps pretrained pieces
+    # a learning rate of its own for the parameters under ``context.`` (a head trained from
+    # scratch beside a pretrained encoder); None: the one learning rate for all
+    head_learning_rate: float | None = None
     max_steps: int = -1  # > 0 caps the run (smoke tests)
     progress: bool = True
 
@@ -111,14 +117,27 @@ def fine_tune(
     dev_labels: np.ndarray,
     args: FineTuneArgs,
 ):
-    """Train ``model`` in place with early stopping on dev PR-AUC; return the best model.
+    """Train a segment classifier in place with early stopping on dev PR-AUC; return the
+    best model.
 
     Resumes from the newest checkpoint in ``args.run_dir`` if there is one, so that a killed
     run continues where it stopped.
     """
+    from transformers import DataCollatorWithPadding
+
+    train = tokenized_dataset(tokenizer, train_texts, train_targets, args.max_length)
+    dev = tokenized_dataset(tokenizer, dev_texts, dev_labels, args.max_length)
+    return run_trainer(model, train, dev, DataCollatorWithPadding(tokenizer), args)
+
+
+def run_trainer(model, train, dev, collator, args: FineTuneArgs, remove_unused_columns=True):
+    """The Trainer run behind :func:`fine_tune` and the document models' training
+    (:mod:`training.document_model`): ``train`` and ``dev`` are datasets with a ``length``
+    column (tokens, for batches of like length) that ``collator`` turns into the model's
+    inputs, ``labels`` among them (P(promotional), or below 0 for a segment that is not
+    scored). Early stopping on dev PR-AUC; returns the best model."""
     from promofilter.model import softmax
     from transformers import (
-        DataCollatorWithPadding,
         EarlyStoppingCallback,
         Trainer,
         TrainingArguments,
@@ -131,14 +150,13 @@ def fine_tune(
         model.get_input_embeddings().weight.requires_grad_(False)
     args.run_dir.mkdir(parents=True, exist_ok=True)
     (args.run_dir / "fine_tune_args.json").write_text(json.dumps(args.to_json(), indent=2))
-    train = tokenized_dataset(tokenizer, train_texts, train_targets, args.max_length)
-    dev = tokenized_dataset(tokenizer, dev_texts, dev_labels, args.max_length)
 
     def compute_metrics(prediction) -> dict:
         probabilities = softmax(prediction.predictions)
-        # label_ids, not dev_labels: the evaluation loop need not keep the dataset's order
-        truth = np.asarray(prediction.label_ids).reshape(-1) >= 0.5
-        return {"pr_auc": average_precision(truth, probabilities[:, 1])}
+        # label_ids, not the dataset's labels: the evaluation loop need not keep its order
+        labels = np.asarray(prediction.label_ids).reshape(-1)
+        scored = labels >= 0
+        return {"pr_auc": average_precision(labels[scored] >= 0.5, probabilities[scored, 1])}
 
     steps_per_epoch = math.ceil(len(train) / args.batch_size)
     training_args = TrainingArguments(
@@ -146,7 +164,7 @@ def fine_tune(
         num_train_epochs=args.epochs,
         max_steps=args.max_steps,
         per_device_train_batch_size=args.batch_size,
-        per_device_eval_batch_size=64,
+        per_device_eval_batch_size=args.eval_batch_size,
         learning_rate=args.learning_rate,
         weight_decay=args.weight_decay,
         warmup_steps=args.warmup,
@@ -166,13 +184,38 @@ def fine_tune(
         report_to="none",
         disable_tqdm=not args.progress,
         dataloader_num_workers=0,
+        remove_unused_columns=remove_unused_columns,
     )
-    trainer = Trainer(
+
+    class _Trainer(Trainer):
+        def create_optimizer(self, model=None):
+            if args.head_learning_rate is None:
+                return super().create_optimizer()
+            import torch
+
+            decayed = set(self.get_decay_parameter_names(self.model))
+            groups = []
+            for in_head in (False, True):
+                for decay in (True, False):
+                    chosen = [
+                        parameter
+                        for name, parameter in self.model.named_parameters()
+                        if parameter.requires_grad
+                        and name.startswith(HEAD_PREFIX) == in_head
+                        and (name in decayed) == decay
+                    ]
+                    rate = args.head_learning_rate if in_head else args.learning_rate
+                    weight_decay = args.weight_decay if decay else 0.0
+                    groups.append({"params": chosen, "lr": rate, "weight_decay": weight_decay})
+            self.optimizer = torch.optim.AdamW(groups, lr=args.learning_rate)
+            return self.optimizer
+
+    trainer = _Trainer(
         model=model,
         args=training_args,
         train_dataset=train,
         eval_dataset=dev,
-        data_collator=DataCollatorWithPadding(tokenizer),
+        data_collator=collator,
         compute_metrics=compute_metrics,
         callbacks=[EarlyStoppingCallback(early_stopping_patience=args.patience)],
     )
