@@ -27,6 +27,16 @@ TEXTS = [
 ]
 
 
+def _student_dir(work: Path) -> Path:
+    return next(p for p in work.glob("document-student-*") if not p.name.endswith("-run"))
+
+
+def _student_encoder(student_dir: Path) -> PromoClassifier:
+    from training.document_model import HierarchicalClassifier
+
+    return HierarchicalClassifier.from_pretrained(student_dir).encoder()
+
+
 def test_smoke_build_writes_a_complete_model_directory(smoke_build: Path) -> None:
     model_dir = smoke_build / "model"
     config = json.loads((model_dir / "config.json").read_text())
@@ -88,8 +98,8 @@ def test_fp32_export_matches_torch_and_int8_stays_close(smoke_build: Path) -> No
     from training.parity import parity_problems, parity_report
 
     work = smoke_build / "work"
-    student_dir = next(p for p in work.glob("student-*") if not p.name.endswith("-run"))
-    student = PromoClassifier.from_pretrained(student_dir)
+    student_dir = _student_dir(work)
+    student = _student_encoder(student_dir)
     texts, labels = labeled_segments(read_documents(SPLITS_DIR / "test.jsonl"))
     report = parity_report(
         student,
@@ -271,8 +281,8 @@ def test_the_exported_embeddings_are_the_students_pooled_output(smoke_build: Pat
     from training.build import _load_tokenizer
 
     work = smoke_build / "work"
-    student_dir = next(p for p in work.glob("student-*") if not p.name.endswith("-run"))
-    student = PromoClassifier.from_pretrained(student_dir).eval()
+    student_dir = _student_dir(work)
+    student = _student_encoder(student_dir)
     batch = _load_tokenizer(student_dir)(TEXTS, padding=True, return_tensors="np")
     feed = {name: batch[name].astype(np.int64) for name in ("input_ids", "attention_mask")}
     session = create_session(work / "onnx" / "model.fp32.onnx", threads=1)

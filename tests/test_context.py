@@ -12,6 +12,7 @@ from promofilter.cascade import CASCADE_FILE
 from promofilter.context import (
     CONTEXT_HEAD_FILE,
     ContextHead,
+    DocumentHead,
     MixtureHead,
     SegmentOnly,
     load_head,
@@ -174,7 +175,7 @@ def model_copy(model_dir, tmp_path):
 
 def test_the_smoke_model_ships_a_context_head_and_scores_in_context(model_copy):
     model = PromoFilter(model_copy, cascade=False)  # every row an embedding (test_cascade.py)
-    assert isinstance(model.head, ContextHead | MixtureHead)
+    assert isinstance(model.head, DocumentHead | MixtureHead)
     segments = ["Der Kurs stieg.", "Jetzt kaufen!", "Hier weiterlesen..."]
     rows = model.encode(segments)
     embeddings = model.embed(segments)
@@ -194,7 +195,7 @@ def test_a_changed_head_file_fails_the_integrity_check(model_copy):
     path = model_copy / CONTEXT_HEAD_FILE
     raw = json.loads(path.read_text())
     segment_head = raw["members"][0]["head"] if raw["kind"] == "mixture" else raw
-    segment_head["bias"] += 1.0
+    segment_head["own_bias"] += 1.0  # the smoke build's head reads the whole document
     path.write_text(json.dumps(raw))
     rows = PromoFilter(model_copy, verify=False).encode(["Der Kurs stieg."])
     with pytest.raises(ModelLoadError, match="context_head_sha256"):

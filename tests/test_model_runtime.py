@@ -202,7 +202,9 @@ def test_windows_cover_every_token_and_keep_the_special_tokens(length, max_lengt
         assert all(set(a[1:-1]) & set(b[1:-1]) for a, b in itertools.pairwise(chunks))
 
 
-def test_a_long_text_is_scored_in_windows_never_truncated(fresh, monkeypatch):
+def test_a_long_text_is_scored_in_windows_never_truncated(model_dir, monkeypatch):
+    # without the cascade, which may decide this text from its n-grams alone
+    fresh = promofilter.load(model_dir, cascade=False)
     long_text = " ".join(["Der Konzern meldete am Dienstag solide Zahlen."] * 60)
     long_text += " Jetzt die Gratis-Analyse sichern!"
     ids = fresh.tokenizer.encode(long_text).ids

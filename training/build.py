@@ -6,15 +6,19 @@ Stages, each written to the work directory (outside the repository) and skipped 
 result is already there, so that a killed build continues where it stopped:
 
 1. ``base``: the base encoder with its vocabulary trimmed to German (:mod:`training.vocab`);
-2. ``teacher``: the 12-layer encoder fine-tuned on the train split plus generated variants;
-3. ``targets``: the teacher's probabilities for a larger generated set;
-4. ``student``: a few-layer copy of the teacher, distilled on gold labels and those
-   probabilities;
-5. ``export``: ONNX fp32 and int8 (outputs ``logits`` and ``embeddings``), with parity figures;
-6. ``package``: the context head fitted on the int8 graph's embeddings
-   (:mod:`training.context`), the character n-gram read-outs (:mod:`training.lexical`) and
-   their weight beside it, the threshold on dev, evaluation, config.json and the model card
-   in ``--output``.
+2. ``teacher``: the 12-layer encoder fine-tuned on whole documents, each read as one sequence
+   (:class:`training.document_model.DocumentClassifier`), on the train split plus generated
+   variants;
+3. ``targets``: a larger generated set of whole documents, each segment's gold label blended
+   with the teacher's probability;
+4. ``student``: a few of the teacher's layers that encode each segment alone, plus a small
+   transformer over the segment vectors of a document
+   (:class:`training.document_model.HierarchicalClassifier`), distilled on those targets;
+5. ``export``: ONNX fp32 and int8 of the student's encoder (outputs ``logits`` and
+   ``embeddings``), with parity figures;
+6. ``package``: the student's document head (:class:`promofilter.context.DocumentHead`), the
+   character n-gram read-outs (:mod:`training.lexical`) and their weight beside it, the
+   cascade, the threshold on dev, evaluation, config.json and the model card in ``--output``.
 
 ``--smoke`` runs the same chain with a tiny random-initialised encoder and a few steps; the
 tests use it.
@@ -31,6 +35,7 @@ import tempfile
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -42,6 +47,8 @@ from training.vocab import GERMAN_WORD_LIST
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_OUTPUT = REPO / "models" / "default"
+# the teacher's checkpoint under the work directory
+TEACHER_DIR = "document-teacher"
 SMOKE_ENCODER = {"hidden_size": 32, "num_attention_heads": 2, "intermediate_size": 64}
 
 
@@ -68,6 +75,10 @@ class BuildConfig:
     student_epochs: float = 3.0
     teacher_learning_rate: float = 5e-5
     student_learning_rate: float = 1e-4
+    # the student's document head starts from scratch beside the teacher's layers
+    student_head_learning_rate: float = 1e-3
+    # windows (teacher) or documents (student) per step: about 4,000 tokens
+    documents_per_batch: int = 12
     # train segments whose activations fix the int8 scales
     calibration_segments: int = 512
     # encoder layers whose feed-forward MatMuls stay fp32 (see training.export.quantize_int8)
@@ -95,20 +106,30 @@ class BuildConfig:
 
     @property
     def student_name(self) -> str:
-        """The student's directory under ``work_dir``: ``student-3``, or ``student-3x768``
-        for a student with 768 feed-forward units per layer."""
+        """The student's directory under ``work_dir``: ``document-student-3``, or
+        ``document-student-3x768`` for a student with 768 feed-forward units per layer."""
         width = f"x{self.student_intermediate_size}" if self.student_intermediate_size else ""
-        return f"student-{self.student_layers}{width}"
+        return f"document-student-{self.student_layers}{width}"
 
-    def fine_tune_args(self, name: str, epochs: float, learning_rate: float) -> FineTuneArgs:
+    def fine_tune_args(
+        self,
+        name: str,
+        epochs: float,
+        learning_rate: float,
+        head_learning_rate: float | None = None,
+    ) -> FineTuneArgs:
+        """Trainer settings of the teacher's or the student's run; a batch is
+        ``documents_per_batch`` windows or documents."""
         return FineTuneArgs(
-            freeze_word_embeddings=name == "teacher",
+            freeze_word_embeddings=name == TEACHER_DIR,
             run_dir=self.work_dir / f"{name}-run",
             epochs=epochs,
             learning_rate=learning_rate,
+            head_learning_rate=head_learning_rate,
             max_length=self.max_length,
             max_steps=self.max_steps,
-            batch_size=8 if self.smoke else 32,
+            batch_size=2 if self.smoke else self.documents_per_batch,
+            eval_batch_size=2 if self.smoke else self.documents_per_batch,
             progress=self.progress,
         )
 
@@ -148,75 +169,115 @@ def _train_documents(config: BuildConfig, per_document: int, seed: int):
 
 
 def stage_teacher(config: BuildConfig, base: Path) -> Path:
+    """The 12-layer teacher that reads each document whole (:class:`DocumentClassifier`),
+    fine-tuned on the train split plus generated variants."""
     from transformers import AutoConfig
 
-    from training.modeling import PromoClassifier, classifier_config
-    from training.train import fine_tune
+    from training.document_model import (
+        DocumentClassifier,
+        collate_windows,
+        gold_targets,
+        teacher_config,
+        window_dataset,
+    )
+    from training.train import run_trainer
 
-    target = config.work_dir / "teacher"
+    target = config.work_dir / TEACHER_DIR
     if (target / "config.json").is_file():
         return target
     tokenizer = _load_tokenizer(base)
-    model_config = classifier_config(AutoConfig.from_pretrained(base, local_files_only=True))
+    model_config = teacher_config(AutoConfig.from_pretrained(base, local_files_only=True))
     if config.smoke:
         for key, value in {**SMOKE_ENCODER, "num_hidden_layers": 2}.items():
             setattr(model_config, key, value)
-        model = PromoClassifier(model_config)
+        model = DocumentClassifier(model_config)
     else:
-        model = PromoClassifier.from_pretrained(base, config=model_config, local_files_only=True)
-    texts, labels = labeled_segments(_train_documents(config, config.generated_per_document, 13))
-    dev_texts, dev_labels = labeled_segments(read_documents(config.dev))
-    _log(f"teacher: {model_config.num_hidden_layers} layers, {len(texts):,} training segments")
-    args = config.fine_tune_args("teacher", config.teacher_epochs, config.teacher_learning_rate)
-    model = fine_tune(model, tokenizer, texts, labels, dev_texts, dev_labels, args)
+        model = DocumentClassifier.from_pretrained(base, config=model_config, local_files_only=True)
+    documents = _train_documents(config, config.generated_per_document, 13)
+    dev_documents = read_documents(config.dev)
+    train = window_dataset(tokenizer, documents, gold_targets(documents))
+    dev = window_dataset(tokenizer, dev_documents, gold_targets(dev_documents))
+    _log(
+        f"teacher: {model_config.num_hidden_layers} layers, {len(documents):,} documents "
+        f"in {len(train):,} windows"
+    )
+    args = config.fine_tune_args(TEACHER_DIR, config.teacher_epochs, config.teacher_learning_rate)
+    collator = partial(collate_windows, pad_id=tokenizer.pad_token_id)
+    model = run_trainer(model, train, dev, collator, args, remove_unused_columns=False)
     model.save_pretrained(target)
     tokenizer.save_pretrained(target)
     return target
 
 
 def stage_targets(config: BuildConfig, teacher_dir: Path) -> Path:
-    """The distillation set: gold labels blended with the teacher's probabilities."""
-    from training.modeling import PromoClassifier
-    from training.train import predict_proba_torch
+    """The distillation set: whole generated documents, each segment's gold label blended
+    with the teacher's probability (ambiguous segments: context only)."""
+    from training.document_model import (
+        UNLABELED,
+        DocumentClassifier,
+        gold_targets,
+        predict_documents,
+    )
 
-    target = config.work_dir / "distill_targets.json"
+    target = config.work_dir / "distill_documents.json"
     if target.is_file():
         return target
     documents = _train_documents(config, config.distill_per_document, 14)
-    texts, gold = labeled_segments(documents)
-    teacher = PromoClassifier.from_pretrained(teacher_dir, local_files_only=True)
-    _log(f"targets: teacher scores {len(texts):,} segments")
-    soft = predict_proba_torch(teacher, _load_tokenizer(teacher_dir), texts, config.max_length)
+    texts = [[segment.text for segment in document.segments] for document in documents]
+    teacher = DocumentClassifier.from_pretrained(teacher_dir, local_files_only=True)
+    _log(f"targets: teacher scores {len(documents):,} documents")
+    soft = predict_documents(teacher, _load_tokenizer(teacher_dir), texts)
     weight = config.distill_gold_weight
-    blended = weight * gold + (1 - weight) * soft
-    partial = target.with_suffix(".partial")
-    partial.write_text(json.dumps({"texts": texts, "targets": blended.tolist()}))
-    partial.rename(target)
+    blended = [
+        [
+            UNLABELED if gold == UNLABELED else weight * gold + (1 - weight) * float(teacher_p)
+            for gold, teacher_p in zip(golds, scores, strict=True)
+        ]
+        for golds, scores in zip(gold_targets(documents), soft, strict=True)
+    ]
+    partial_file = target.with_suffix(".partial")
+    partial_file.write_text(json.dumps({"texts": texts, "targets": blended}))
+    partial_file.rename(target)
     return target
 
 
 def stage_student(config: BuildConfig, teacher_dir: Path, targets_file: Path) -> Path:
-    from training.modeling import PromoClassifier, student_from_teacher
-    from training.train import fine_tune
+    """The shipped encoder and its document head (:class:`HierarchicalClassifier`): a few of
+    the teacher's layers, each segment encoded alone, distilled on whole documents."""
+    from training.document_model import (
+        DocumentClassifier,
+        collate_documents,
+        document_dataset,
+        gold_targets,
+        student_from_document_teacher,
+    )
+    from training.train import run_trainer
 
     target = config.work_dir / config.student_name
     if (target / "config.json").is_file():
         return target
-    teacher = PromoClassifier.from_pretrained(teacher_dir, local_files_only=True)
-    student = student_from_teacher(teacher, config.student_layers, config.student_intermediate_size)
+    teacher = DocumentClassifier.from_pretrained(teacher_dir, local_files_only=True)
+    student = student_from_document_teacher(
+        teacher, config.student_layers, config.student_intermediate_size
+    )
     data = json.loads(targets_file.read_text())
-    dev_texts, dev_labels = labeled_segments(read_documents(config.dev))
     tokenizer = _load_tokenizer(teacher_dir)
+    dev_documents = read_documents(config.dev)
+    dev_texts = [[segment.text for segment in document.segments] for document in dev_documents]
+    train = document_dataset(tokenizer, data["texts"], data["targets"], config.max_length)
+    dev = document_dataset(tokenizer, dev_texts, gold_targets(dev_documents), config.max_length)
     _log(
-        f"student: {config.student_layers} layers of "
-        f"{student.config.intermediate_size} feed-forward units, {len(data['texts']):,} segments"
+        f"student: {config.student_layers} layers of {student.config.intermediate_size} "
+        f"feed-forward units, {len(train):,} documents"
     )
     args = config.fine_tune_args(
-        config.student_name, config.student_epochs, config.student_learning_rate
+        config.student_name,
+        config.student_epochs,
+        config.student_learning_rate,
+        head_learning_rate=config.student_head_learning_rate,
     )
-    student = fine_tune(
-        student, tokenizer, data["texts"], data["targets"], dev_texts, dev_labels, args
-    )
+    collator = partial(collate_documents, pad_id=tokenizer.pad_token_id)
+    student = run_trainer(student, train, dev, collator, args, remove_unused_columns=False)
     student.save_pretrained(target)
     tokenizer.save_pretrained(target)
     return target
@@ -231,16 +292,16 @@ def _float_layers_note(layers: tuple[int, ...]) -> str:
 
 
 def stage_export(config: BuildConfig, student_dir: Path) -> Path:
-    """fp32 and int8 ONNX of the student, with parity figures on the test split."""
+    """fp32 and int8 ONNX of the student's encoder, with parity figures on the test split."""
+    from training.document_model import HierarchicalClassifier
     from training.export import calibration_feeds, export_onnx, quantize_int8
-    from training.modeling import PromoClassifier
     from training.parity import parity_problems, parity_report
 
     target = config.work_dir / "onnx"
     if (target / "parity.json").is_file():
         return target
     target.mkdir(parents=True, exist_ok=True)
-    student = PromoClassifier.from_pretrained(student_dir, local_files_only=True)
+    student = HierarchicalClassifier.from_pretrained(student_dir, local_files_only=True).encoder()
     tokenizer = _load_tokenizer(student_dir)
     fp32 = export_onnx(student, target / "model.fp32.onnx")
     train_texts, _ = labeled_segments(read_documents(config.train))
@@ -314,7 +375,8 @@ def stage_package(config: BuildConfig, student_dir: Path, onnx_dir: Path) -> Pat
         choose_cascade,
         stand_in_embeddings,
     )
-    from training.context import DEFAULT_C, document_rows, fit_context_head_on_rows
+    from training.context import document_rows
+    from training.document_model import HierarchicalClassifier
     from training.evaluate import document_scores, evaluate
     from training.lexical import fit_char_ngrams
     from training.model_card import evaluation_summary, write_model_card
@@ -326,7 +388,7 @@ def stage_package(config: BuildConfig, student_dir: Path, onnx_dir: Path) -> Pat
         shutil.copyfile(onnx_dir / "model.int8.onnx", staging / "model.onnx")
         shutil.copyfile(student_dir / "tokenizer.json", staging / "tokenizer.json")
         student_config = json.loads((student_dir / "config.json").read_text())
-        teacher_config = json.loads((config.work_dir / "teacher" / "config.json").read_text())
+        teacher_config = json.loads((config.work_dir / TEACHER_DIR / "config.json").read_text())
         model_config = {
             "name": "promofilter-default",
             "id2label": {str(k): v for k, v in student_config["id2label"].items()},
@@ -338,12 +400,15 @@ def stage_package(config: BuildConfig, student_dir: Path, onnx_dir: Path) -> Pat
             "tokenizer_sha256": sha256_file(staging / "tokenizer.json"),
         }
         _write_json(staging / "config.json", model_config)
-        # the head is fitted on the embeddings of the int8 graph that ships, through the runtime
+        # the document head was trained with the encoder; the n-grams, their weight beside it
+        # and the cascade's stand-ins are fitted on what the int8 graph that ships gives
+        embedding_head = HierarchicalClassifier.from_pretrained(
+            student_dir, local_files_only=True
+        ).document_head()
         documents = _train_documents(config, config.generated_per_document, 13)
-        _log(f"package: fitting the context head on {len(documents):,} documents")
+        _log(f"package: character n-grams and stand-ins from {len(documents):,} documents")
         encoder = promofilter.load(staging)
         train_rows = document_rows(encoder, documents)
-        embedding_head = fit_context_head_on_rows(train_rows, documents, c=DEFAULT_C)
         lexical, lexical_head = fit_char_ngrams(documents)
         dev_documents = read_documents(config.dev)
         dev_embeddings = document_rows(encoder, dev_documents)
@@ -388,9 +453,12 @@ def stage_package(config: BuildConfig, student_dir: Path, onnx_dir: Path) -> Pat
             architecture={
                 "encoder": "BERT, mean pooling",
                 "head": (
-                    f"logistic regression over the segment's embedding and its neighbours' "
-                    f"within {embedding_head.window} segment(s), fitted on the int8 embeddings "
-                    f"of the train split plus generated variants (C={DEFAULT_C})"
+                    "a transformer over the embeddings of all the document's segments "
+                    f"({len(embedding_head.layers)} layer of width "
+                    f"{embedding_head.project.shape[0]}, {embedding_head.heads} heads, "
+                    f"positions from either end up to {embedding_head.positions}) plus the "
+                    "segment's own read-out, trained with the encoder on whole documents "
+                    "distilled from a 12-layer teacher that reads each document as one sequence"
                     + (
                         f"; its probability averaged with weight {lexical_weight} with a "
                         "logistic regression over character n-gram TF-IDF of the segment and "
