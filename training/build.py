@@ -458,7 +458,8 @@ def stage_package(config: BuildConfig, student_dir: Path, onnx_dir: Path) -> Pat
                     f"{embedding_head.project.shape[0]}, {embedding_head.heads} heads, "
                     f"positions from either end up to {embedding_head.positions}) plus the "
                     "segment's own read-out, trained with the encoder on whole documents "
-                    "distilled from a 12-layer teacher that reads each document as one sequence"
+                    f"distilled from a {teacher_config['num_hidden_layers']}-layer teacher that "
+                    "reads each document as one sequence"
                     + (
                         f"; its probability averaged with weight {lexical_weight} with a "
                         "logistic regression over character n-gram TF-IDF of the segment and "

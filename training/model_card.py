@@ -173,7 +173,7 @@ def render_model_card(config: dict, smoke: bool = False) -> str:
         "",
         f"- {architecture['layers']}-layer BERT encoder (hidden {architecture['hidden_size']}), "
         "mean pooling; distilled from a "
-        f"{architecture['teacher_layers']}-layer teacher fine-tuned from "
+        f"{architecture['teacher_layers']}-layer teacher, fine-tuned on whole documents from "
         f"{config['base_model']}.",
         f"- Head (`context_head.json`): {architecture['head']}. The encoder runs at most once "
         "per segment; a text scored on its own counts as a document of one segment."
