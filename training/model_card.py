@@ -246,9 +246,9 @@ def render_model_card(config: dict, smoke: bool = False) -> str:
         f"(dev {documents['dev']} and test {documents['test']} held out; see "
         "`training/data/README.md`) plus generated variants; real pages with unseen "
         "promotional formats will be missed more often than the test figures suggest.",
-        "- The head sees one segment either side. Lines that are promotional only through "
-        "wider context (a greeting or a bullet deep inside a sales mail) and neutral link "
-        "lines are the hardest cases; a text scored on its own has no context at all.",
+        "- Lines that are promotional only through wider context (a greeting or a bullet "
+        "deep inside a sales mail), sponsored posts written like user comments and neutral "
+        "link lines are the hardest cases; a text scored on its own has no context at all.",
         "- Factual reporting *about* advertising, offers, discounts or price campaigns uses the "
         "same words as advertising and is the main source of false alarms.",
         "- Text outside news and consumer pages is not covered: instructions and program "
