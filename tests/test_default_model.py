@@ -22,14 +22,12 @@ MODEL_DIR = Path(__file__).resolve().parents[1] / "models" / "default"
 TEST_SHA256 = "770ef32676b32c202a57d4fd48b3c0d232b2ef4f2504292954a73c25c4ba2f7e"
 HARD_SHA256 = "1fd1fa4a7e6c14ca38438b4f5554bb9f7c4552435751d235af6511ab94861ab0"
 # Regression floors, just below what the shipped model measured (its model card):
-# test F1 0.944, hard-subset F1 0.948, character F1 0.934. The hard floor was 0.95 for the
-# model before (0.953), trained on half the documents: this one is better on dev (0.953
-# against 0.949), test and character F1, and its 0.005 less on the hard subset is one
-# segment net (5 fixed, 6 broken), so the floor moved to 0.94 while the other two rose.
-F1_FLOOR_TEST = 0.94
-F1_FLOOR_HARD = 0.94
-CHAR_F1_FLOOR = 0.93
-# The hard subset must stay this far ahead of the TF-IDF baseline (issue 3; 0.948 vs 0.873)
+# test F1 0.962, hard-subset F1 0.966, character F1 0.959 (the model before, from the
+# segment-level teacher: 0.944, 0.948, 0.934).
+F1_FLOOR_TEST = 0.955
+F1_FLOOR_HARD = 0.955
+CHAR_F1_FLOOR = 0.95
+# The hard subset must stay this far ahead of the TF-IDF baseline (issue 3; 0.966 vs 0.873)
 MARGIN_OVER_TFIDF_HARD = 0.05
 # What the shipped cascade may cost against the encoder run on every segment (it costs
 # nothing on test segment or character F1; the model before lost 0.0003 of character F1)
@@ -66,10 +64,11 @@ def test_evaluation_data_is_the_pinned_data() -> None:
 
 def test_the_default_model_is_what_load_finds_and_is_small() -> None:
     assert promofilter.model.default_model_path().resolve() == MODEL_DIR.resolve()
-    files = sorted(p.name for p in MODEL_DIR.iterdir() if p.name != "__pycache__")
+    files = sorted(
+        p.name for p in MODEL_DIR.iterdir() if p.name not in ("__pycache__", "cascade.json")
+    )
     assert files == [
         "README.md",
-        "cascade.json",
         "char_ngrams.json",
         "config.json",
         "context_head.json",
@@ -85,7 +84,11 @@ def test_config_records_provenance_of_the_shipped_files() -> None:
     assert config["tokenizer_sha256"] == sha256_file(MODEL_DIR / "tokenizer.json")
     assert config["context_head_sha256"] == sha256_file(MODEL_DIR / "context_head.json")
     assert config["char_ngrams_sha256"] == sha256_file(MODEL_DIR / "char_ngrams.json")
-    assert config["cascade_sha256"] == sha256_file(MODEL_DIR / "cascade.json")
+    # the build ships a cascade only where it keeps dev F1
+    if (MODEL_DIR / "cascade.json").exists():
+        assert config["cascade_sha256"] == sha256_file(MODEL_DIR / "cascade.json")
+    else:
+        assert "cascade_sha256" not in config
     assert config["training"]["train_split_sha256"] == sha256_file(SPLITS_DIR / "train.jsonl")
     assert config["training"]["documents"] == {
         split: len(read_documents(SPLITS_DIR / f"{split}.jsonl"))
@@ -120,7 +123,8 @@ def test_hard_subset_stays_ahead_of_tfidf(reports) -> None:
 
 
 def test_the_cascade_skips_the_encoder_often_and_costs_next_to_nothing(model, reports):
-    assert model.cascade is not None
+    if model.cascade is None:
+        pytest.skip("the shipped model has no cascade: its narrowest bound cost dev F1")
     texts = [s.text for d in read_documents(SPLITS_DIR / "test.jsonl") for s in d.segments]
     assert model.cascade.skipped(model.lexical.rows(texts)).mean() >= 0.25
     exact = _reports(promofilter.load(MODEL_DIR, cascade=False))
