@@ -228,6 +228,20 @@ def test_no_cascade_when_even_the_narrowest_bound_costs_f1():
     assert cascade is None and list(figures) == ["none", "0.005"]
 
 
+def test_a_tolerance_keeps_a_bound_that_costs_less_than_it():
+    head = MixtureHead([(0.5, one_column_head(10.0)), (0.5, own_column_gate())])
+    dev = encoded_split([(1.0, 0.004, True), (-1.0, 0.5, False), (1.0, 0.6, True)])
+    stand_ins = (np.array([-1.0]), np.array([1.0]))
+    strict, figures = choose_cascade(own_column_gate(), stand_ins, head, 0.5, dev)
+    cost = figures["none"]["f1"] - figures["0.005"]["f1"]
+    assert strict is None and cost > 0
+    tolerant, tried = choose_cascade(own_column_gate(), stand_ins, head, 0.5, dev, tolerance=cost)
+    assert tolerant is not None
+    assert tried[str(tolerant.skip_below)]["f1"] >= figures["none"]["f1"] - cost
+    short, _ = choose_cascade(own_column_gate(), stand_ins, head, 0.5, dev, tolerance=cost / 2)
+    assert short is None
+
+
 def test_the_stand_ins_are_the_mean_factual_and_promotional_embeddings():
     documents = [
         Document("a", "test", (Segment("x", "factual"), Segment("y", "promotional"))),

@@ -4,7 +4,8 @@ The stand-in embeddings are the mean embedding of the factual and of the promoti
 segments the context head is fitted on. The bounds are symmetric, ``skip_below = b`` and
 ``skip_above = 1 - b``: the build widens ``b`` along :data:`BOUND_GRID` while dev F1, each
 segment scored in its document at the model's threshold, stays at least the F1 without the
-cascade. A wider gate skips more segments and, past some width, starts to cost F1.
+cascade, less a tolerance. A wider gate skips more segments and, past some width, starts to
+cost F1.
 """
 
 from __future__ import annotations
@@ -66,16 +67,17 @@ def choose_cascade(
     head: MixtureHead,
     threshold: float,
     dev: EncodedSplit,
+    tolerance: float = 0.0,
 ) -> tuple[Cascade | None, dict[str, dict[str, float]]]:
-    """The widest bounds of :data:`BOUND_GRID` up to the first that lowers dev F1 (None if
-    the narrowest already does), and the dev figures of each bound tried, keyed by ``b``
-    (``"none"``: without a cascade)."""
+    """The widest bounds of :data:`BOUND_GRID` up to the first that lowers dev F1 by more
+    than ``tolerance`` (None if the narrowest already does), and the dev figures of each
+    bound tried, keyed by ``b`` (``"none"``: without a cascade)."""
     figures = {"none": dev.figures(head, threshold, None)}
     chosen = None
     for bound in BOUND_GRID:
         cascade = Cascade(gate, bound, 1.0 - bound, *stand_ins)
         figures[str(bound)] = dev.figures(head, threshold, cascade)
-        if figures[str(bound)]["f1"] < figures["none"]["f1"]:
+        if figures[str(bound)]["f1"] < figures["none"]["f1"] - tolerance:
             break
         chosen = cascade
     return chosen, figures
