@@ -88,9 +88,9 @@ def markdown(results: dict, model_dir: Path, pattern: str) -> str:
             *rows,
             "",
             "Program messages are not what the model is for (imperatives such as instructions "
-            "read like calls to action, hence the many flags); they show that on text unlike "
-            "the corpus the n-grams are rarely sure enough to skip the encoder, so the cascade "
-            "then changes little, neither labels nor speed.",
+            "read like calls to action, hence the many flags); they show how often, on text "
+            "unlike the corpus, the n-grams are sure enough to skip the encoder, and how many "
+            "labels the cascade then changes.",
         ]
     )
 
