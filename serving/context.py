@@ -24,9 +24,9 @@ from __future__ import annotations
 
 import itertools
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 import numpy as np
 from promofilter.jsonfiles import packed, unpacked
@@ -35,6 +35,8 @@ CONTEXT_HEAD_FILE = "context_head.json"
 CONTEXT_HEAD_KIND = "neighbour-logistic"
 DOCUMENT_HEAD_KIND = "segment-transformer"
 MIXTURE_KIND = "mixture"
+
+HeadT = TypeVar("HeadT", "ContextHead", "DocumentHead")
 
 
 class Head(Protocol):
@@ -134,17 +136,13 @@ class ContextHead:
     @classmethod
     def from_json(cls, raw: Any) -> ContextHead:
         """A head from its JSON form; a ValueError says which field is wrong."""
-        if not isinstance(raw, dict) or raw.get("kind") != CONTEXT_HEAD_KIND:
-            raise ValueError(f"field 'kind' must be {CONTEXT_HEAD_KIND!r}")
-        try:
-            head = cls(np.asarray(raw["weights"], dtype=np.float64), raw["bias"], raw["window"])
-        except KeyError as error:
-            raise ValueError(f"missing field {error}") from error
-        except TypeError as error:
-            raise ValueError(str(error)) from error
-        if raw.get("dim", head.dim) != head.dim:
-            raise ValueError(f"field 'dim' is {raw['dim']}, the weights give {head.dim}")
-        return head
+        return _head_from_json(
+            raw,
+            CONTEXT_HEAD_KIND,
+            lambda fields: cls(
+                np.asarray(fields["weights"], dtype=np.float64), fields["bias"], fields["window"]
+            ),
+        )
 
     @classmethod
     def load(cls, path: str | Path) -> ContextHead:
@@ -306,50 +304,44 @@ class DocumentHead:
     @classmethod
     def from_json(cls, raw: Any) -> DocumentHead:
         """A head from its JSON form; a ValueError says which field is wrong."""
-        if not isinstance(raw, dict) or raw.get("kind") != DOCUMENT_HEAD_KIND:
-            raise ValueError(f"field 'kind' must be {DOCUMENT_HEAD_KIND!r}")
-        try:
-            matrices = {
-                name: unpacked(raw[name], name, ndim)
-                for name, ndim in (
-                    ("own", 1),
-                    ("project", 2),
-                    ("project_bias", 1),
-                    ("from_start", 2),
-                    ("from_end", 2),
-                    ("out", 1),
-                )
-            }
-            if not isinstance(raw["layers"], list):
-                raise ValueError("field 'layers' must be a list")
-            layers = []
-            for index, layer in enumerate(raw["layers"]):
-                if not isinstance(layer, dict):
-                    raise ValueError(f"field 'layers[{index}]' must be an object")
-                unknown = sorted(set(layer) - set(_DOCUMENT_LAYER_SHAPES))
-                if unknown:
-                    raise ValueError(f"field 'layers[{index}]' has unknown entries {unknown}")
-                layers.append(
-                    {
-                        name: unpacked(layer[name], f"layers[{index}].{name}", len(shape))
-                        for name, shape in _DOCUMENT_LAYER_SHAPES.items()
-                        if name in layer
-                    }
-                )
-            head = cls(
-                own_bias=_number(raw["own_bias"], "own_bias"),
-                out_bias=_number(raw["out_bias"], "out_bias"),
-                heads=raw["heads"],
-                layers=layers,
-                **matrices,
+        return _head_from_json(raw, DOCUMENT_HEAD_KIND, cls._parse)
+
+    @classmethod
+    def _parse(cls, raw: dict) -> DocumentHead:
+        matrices = {
+            name: unpacked(raw[name], name, ndim)
+            for name, ndim in (
+                ("own", 1),
+                ("project", 2),
+                ("project_bias", 1),
+                ("from_start", 2),
+                ("from_end", 2),
+                ("out", 1),
             )
-        except KeyError as error:
-            raise ValueError(f"missing field {error}") from error
-        except TypeError as error:
-            raise ValueError(str(error)) from error
-        if raw.get("dim", head.dim) != head.dim:
-            raise ValueError(f"field 'dim' is {raw['dim']}, the weights give {head.dim}")
-        return head
+        }
+        if not isinstance(raw["layers"], list):
+            raise ValueError("field 'layers' must be a list")
+        layers = []
+        for index, layer in enumerate(raw["layers"]):
+            if not isinstance(layer, dict):
+                raise ValueError(f"field 'layers[{index}]' must be an object")
+            unknown = sorted(set(layer) - set(_DOCUMENT_LAYER_SHAPES))
+            if unknown:
+                raise ValueError(f"field 'layers[{index}]' has unknown entries {unknown}")
+            layers.append(
+                {
+                    name: unpacked(layer[name], f"layers[{index}].{name}", len(shape))
+                    for name, shape in _DOCUMENT_LAYER_SHAPES.items()
+                    if name in layer
+                }
+            )
+        return cls(
+            own_bias=_number(raw["own_bias"], "own_bias"),
+            out_bias=_number(raw["out_bias"], "out_bias"),
+            heads=raw["heads"],
+            layers=layers,
+            **matrices,
+        )
 
 
 class MixtureHead:
@@ -415,11 +407,33 @@ class MixtureHead:
         return cls(parsed)
 
 
+def _head_from_json(raw: Any, kind: str, build: Callable[[dict], HeadT]) -> HeadT:
+    """``build(raw)`` after checking ``raw``'s kind; a missing field or a wrong type becomes a
+    ValueError that names it, and a stated ``dim`` must match the weights."""
+    if not isinstance(raw, dict) or raw.get("kind") != kind:
+        raise ValueError(f"field 'kind' must be {kind!r}")
+    try:
+        head = build(raw)
+    except KeyError as error:
+        raise ValueError(f"missing field {error}") from error
+    except TypeError as error:
+        raise ValueError(str(error)) from error
+    if raw.get("dim", head.dim) != head.dim:
+        raise ValueError(f"field 'dim' is {raw['dim']}, the weights give {head.dim}")
+    return head
+
+
+# the heads a mixture may hold, by kind; a file of another kind reads as a ContextHead,
+# whose error names the kind it wants
+_MEMBER_READERS: dict[str, Callable[[Any], ContextHead | DocumentHead]] = {
+    CONTEXT_HEAD_KIND: ContextHead.from_json,
+    DOCUMENT_HEAD_KIND: DocumentHead.from_json,
+}
+
+
 def _member_from_json(raw: Any) -> ContextHead | DocumentHead:
     kind = raw.get("kind") if isinstance(raw, dict) else None
-    if kind == DOCUMENT_HEAD_KIND:
-        return DocumentHead.from_json(raw)
-    return ContextHead.from_json(raw)
+    return _MEMBER_READERS.get(kind, ContextHead.from_json)(raw)
 
 
 def load_head(path: str | Path) -> ContextHead | DocumentHead | MixtureHead:
@@ -429,11 +443,7 @@ def load_head(path: str | Path) -> ContextHead | DocumentHead | MixtureHead:
     except (OSError, ValueError) as error:
         raise ValueError(f"{path}: cannot read the context head: {error}") from error
     kind = raw.get("kind") if isinstance(raw, dict) else None
-    readers = {
-        CONTEXT_HEAD_KIND: ContextHead.from_json,
-        DOCUMENT_HEAD_KIND: DocumentHead.from_json,
-        MIXTURE_KIND: MixtureHead.from_json,
-    }
+    readers = {**_MEMBER_READERS, MIXTURE_KIND: MixtureHead.from_json}
     if kind not in readers:
         raise ValueError(f"{path}: field 'kind' must be one of {sorted(readers)}, got {kind!r}")
     try:
