@@ -166,18 +166,22 @@ def teacher_config(base: BertConfig) -> BertConfig:
     return config
 
 
+def _padded(sequences: Sequence[Sequence[int]], pad: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """``sequences`` right-padded with ``pad`` to the longest, and the mask of real entries."""
+    width = max(len(sequence) for sequence in sequences)
+    values = torch.full((len(sequences), width), pad, dtype=torch.long)
+    mask = torch.zeros((len(sequences), width), dtype=torch.long)
+    for row, sequence in enumerate(sequences):
+        values[row, : len(sequence)] = torch.tensor(sequence, dtype=torch.long)
+        mask[row, : len(sequence)] = 1
+    return values, mask
+
+
 def collate_windows(items: Sequence[dict], pad_id: int) -> dict[str, torch.Tensor]:
     """A padded batch of windows (dataset rows with ``input_ids``, ``segment_index`` and
     ``labels``, one label per segment)."""
-    width = max(len(item["input_ids"]) for item in items)
-    input_ids = torch.full((len(items), width), pad_id, dtype=torch.long)
-    attention_mask = torch.zeros((len(items), width), dtype=torch.long)
-    segment_index = torch.full((len(items), width), -1, dtype=torch.long)
-    for row, item in enumerate(items):
-        length = len(item["input_ids"])
-        input_ids[row, :length] = torch.tensor(item["input_ids"])
-        attention_mask[row, :length] = 1
-        segment_index[row, :length] = torch.tensor(item["segment_index"])
+    input_ids, attention_mask = _padded([item["input_ids"] for item in items], pad_id)
+    segment_index, _ = _padded([item["segment_index"] for item in items], -1)
     labels = torch.tensor([label for item in items for label in item["labels"]])
     return {
         "input_ids": input_ids,
@@ -388,12 +392,7 @@ def collate_documents(items: Sequence[dict], pad_id: int) -> dict[str, torch.Ten
     """A batch of documents (dataset rows with ``segments``, a list of token id lists, and
     ``labels``, one per segment), flattened into segments."""
     rows = [(d, k, ids) for d, item in enumerate(items) for k, ids in enumerate(item["segments"])]
-    width = max(len(ids) for _, _, ids in rows)
-    input_ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
-    attention_mask = torch.zeros((len(rows), width), dtype=torch.long)
-    for row, (_, _, ids) in enumerate(rows):
-        input_ids[row, : len(ids)] = torch.tensor(ids)
-        attention_mask[row, : len(ids)] = 1
+    input_ids, attention_mask = _padded([ids for _, _, ids in rows], pad_id)
     return {
         "input_ids": input_ids,
         "attention_mask": attention_mask,
