@@ -324,3 +324,17 @@ def test_the_stored_threshold_keeps_the_dev_segment_it_was_chosen_at(threshold):
     stored = stored_threshold(threshold)
     assert threshold - 1e-6 < stored <= threshold  # the segment scoring `threshold` stays in
     assert stored == round(stored, 6)
+
+
+def test_build_command_line_reaches_the_build_config(tmp_path: Path) -> None:
+    from training.build import BuildConfig, config_from_args, parse_args
+
+    argv = "--student-layers 4 --student-epochs 6.5 --student-intermediate-size 768 "
+    argv += "--precision-target 0.8 --quiet"
+    config = config_from_args(parse_args(["--work-dir", str(tmp_path), *argv.split()]))
+    assert (config.work_dir, config.student_layers, config.student_epochs) == (tmp_path, 4, 6.5)
+    assert (config.student_intermediate_size, config.precision_target) == (768, 0.8)
+    assert config.progress is False and config.smoke is False
+    defaults = config_from_args(parse_args([]))
+    assert defaults.student_epochs == BuildConfig().student_epochs
+    assert config_from_args(parse_args(["--smoke"])).smoke is True

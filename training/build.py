@@ -615,26 +615,36 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         default=defaults.student_intermediate_size,
         help="feed-forward units per student layer (default: the teacher's)",
     )
+    parser.add_argument(
+        "--student-epochs",
+        type=float,
+        default=defaults.student_epochs,
+        help="passes of the student over the distillation documents",
+    )
     parser.add_argument("--precision-target", type=float, default=defaults.precision_target)
     parser.add_argument("--smoke", action="store_true", help="tiny random encoder, few steps")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
     return parser.parse_args(argv)
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    args = parse_args(argv)
+def config_from_args(args: argparse.Namespace) -> BuildConfig:
+    """The build that ``python -m training build-default`` runs for these arguments."""
     common = dict(work_dir=args.work_dir, output=args.output, base_model=args.base_model)
     if args.smoke:
-        config = BuildConfig.for_smoke(**common)
-    else:
-        config = BuildConfig(
-            **common,
-            word_list=args.word_list,
-            student_layers=args.student_layers,
-            student_intermediate_size=args.student_intermediate_size,
-            precision_target=args.precision_target,
-            progress=not args.quiet,
-        )
+        return BuildConfig.for_smoke(**common)
+    return BuildConfig(
+        **common,
+        word_list=args.word_list,
+        student_layers=args.student_layers,
+        student_intermediate_size=args.student_intermediate_size,
+        student_epochs=args.student_epochs,
+        precision_target=args.precision_target,
+        progress=not args.quiet,
+    )
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    config = config_from_args(parse_args(argv))
     try:
         build_default(config)
     except FileNotFoundError as error:
