@@ -83,6 +83,19 @@ def test_smoke_build_writes_a_complete_model_directory(smoke_build: Path) -> Non
     assert f"Trained on the {documents['train']} hand-written documents" in card
 
 
+def test_the_shipped_tokenizer_is_the_students_without_indentation(smoke_build: Path) -> None:
+    from tokenizers import Tokenizer
+
+    shipped = smoke_build / "model" / "tokenizer.json"
+    trained = _student_dir(smoke_build / "work") / "tokenizer.json"
+    assert json.loads(shipped.read_text()) == json.loads(trained.read_text())
+    assert shipped.stat().st_size < trained.stat().st_size
+    texts = [*TEXTS, "Ölpreis fällt: 3,5 % weniger – „überraschend“ 🚀"]
+    assert [e.ids for e in Tokenizer.from_file(str(shipped)).encode_batch(texts)] == [
+        e.ids for e in Tokenizer.from_file(str(trained)).encode_batch(texts)
+    ]
+
+
 def test_smoke_model_loads_and_predicts_through_the_runtime(smoke_build: Path) -> None:
     model = promofilter.load(smoke_build / "model")
     scores = model.predict_proba(TEXTS)

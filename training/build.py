@@ -372,6 +372,7 @@ def stage_package(config: BuildConfig, student_dir: Path, onnx_dir: Path) -> Pat
     from promofilter.cascade import CASCADE_FILE
     from promofilter.context import CONTEXT_HEAD_FILE
     from promofilter.lexical import CHAR_NGRAMS_FILE
+    from tokenizers import Tokenizer
 
     from training.cascade import (
         EncodedSplit,
@@ -390,7 +391,10 @@ def stage_package(config: BuildConfig, student_dir: Path, onnx_dir: Path) -> Pat
     staging = Path(tempfile.mkdtemp(prefix=".default.", dir=output.parent))
     try:
         shutil.copyfile(onnx_dir / "model.int8.onnx", staging / "model.onnx")
-        shutil.copyfile(student_dir / "tokenizer.json", staging / "tokenizer.json")
+        # without indentation: the same tokenizer in half the bytes (2.3 -> 1.2 MB)
+        Tokenizer.from_file(str(student_dir / "tokenizer.json")).save(
+            str(staging / "tokenizer.json"), pretty=False
+        )
         student_config = json.loads((student_dir / "config.json").read_text())
         teacher_config = json.loads((config.work_dir / TEACHER_DIR / "config.json").read_text())
         model_config = {
