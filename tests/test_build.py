@@ -343,11 +343,16 @@ def test_build_command_line_reaches_the_build_config(tmp_path: Path) -> None:
     from training.build import BuildConfig, config_from_args, parse_args
 
     argv = "--student-layers 4 --student-epochs 6.5 --student-intermediate-size 768 "
-    argv += "--precision-target 0.8 --quiet"
+    argv += "--student-context-layers 2 --precision-target 0.8 --quiet"
     config = config_from_args(parse_args(["--work-dir", str(tmp_path), *argv.split()]))
     assert (config.work_dir, config.student_layers, config.student_epochs) == (tmp_path, 4, 6.5)
     assert (config.student_intermediate_size, config.precision_target) == (768, 0.8)
+    assert config.student_context_layers == 2
+    assert config.student_name == "document-student-4x768-context2"
     assert config.progress is False and config.smoke is False
     defaults = config_from_args(parse_args([]))
     assert defaults.student_epochs == BuildConfig().student_epochs
+    assert defaults.student_name == "document-student-3-context2"
+    single = config_from_args(parse_args(["--student-context-layers", "1"]))
+    assert single.student_name == "document-student-3"
     assert config_from_args(parse_args(["--smoke"])).smoke is True

@@ -119,10 +119,10 @@ def test_predict_documents_gives_each_segment_its_windows_score():
     np.testing.assert_allclose(scores[1], alone[0], atol=1e-6)
 
 
-def student_pair():
+def student_pair(context_layers: int = 2):
     torch.manual_seed(0)
     teacher = DocumentClassifier(teacher_config(tiny_bert(layers=4))).eval()
-    return teacher, student_from_document_teacher(teacher, 2).eval()
+    return teacher, student_from_document_teacher(teacher, 2, context_layers=context_layers).eval()
 
 
 def test_the_student_starts_from_the_teachers_layers_and_classifier():
@@ -148,10 +148,11 @@ def test_the_students_batches_flatten_documents_into_segments():
     assert feed["labels"].tolist() == [1.0, 0.0, UNLABELED]
 
 
-def test_the_runtime_parts_of_the_student_compute_its_scores():
+@pytest.mark.parametrize("context_layers", [1, 2])
+def test_the_runtime_parts_of_the_student_compute_its_scores(context_layers):
     """Encoder (exported) plus document head (numpy) must give the trained student's scores,
     each document on its own, whatever else shares the training batch."""
-    _, student = student_pair()
+    _, student = student_pair(context_layers)
     documents = [[[0, 11, 12, 2], [0, 13, 2], [0, 14, 15, 16, 2]], [[0, 17, 2]]]
     feed = collate_documents(
         [{"segments": d, "labels": [0.0] * len(d)} for d in documents], pad_id=1
@@ -162,6 +163,7 @@ def test_the_runtime_parts_of_the_student_compute_its_scores():
         encoder = student.encoder()
         pooled = encoder.pooled(feed["input_ids"], feed["attention_mask"]).numpy()
     head = student.document_head()
+    assert len(head.layers) == context_layers
     scores = np.concatenate([head.in_document(pooled[:3]), head.in_document(pooled[3:])])
     np.testing.assert_allclose(scores, expected, atol=1e-5)
     with torch.no_grad():
@@ -176,3 +178,5 @@ def test_the_student_config_records_its_context():
     assert (config.num_hidden_layers, config.intermediate_size) == (2, 24)
     assert config.context_width == 128 and config.architectures == ["HierarchicalClassifier"]
     assert isinstance(HierarchicalClassifier(config).context.out, torch.nn.Linear)
+    single = student_config(tiny_bert(layers=4), 2, None, context_layers=1)
+    assert (single.context_layers, config.context_layers) == (1, 2)

@@ -45,7 +45,7 @@ SEGMENT_MAX_TOKENS = 128
 # the student's context: width, layers, heads and learned positions (from either end)
 CONTEXT_DEFAULTS = {
     "context_width": 128,
-    "context_layers": 1,
+    "context_layers": 2,
     "context_heads": 4,
     "context_positions": 64,
 }
@@ -379,11 +379,16 @@ class HierarchicalClassifier(PromoClassifier):
         return encoder.eval()
 
 
-def student_config(teacher: BertConfig, num_layers: int, intermediate_size: int | None):
+def student_config(
+    teacher: BertConfig,
+    num_layers: int,
+    intermediate_size: int | None,
+    context_layers: int = CONTEXT_DEFAULTS["context_layers"],
+):
     config = classifier_config(teacher, num_layers)
     config.architectures = [HierarchicalClassifier.__name__]
     config.intermediate_size = intermediate_size or teacher.intermediate_size
-    for key, value in CONTEXT_DEFAULTS.items():
+    for key, value in {**CONTEXT_DEFAULTS, "context_layers": context_layers}.items():
         setattr(config, key, value)
     return config
 
@@ -403,7 +408,10 @@ def collate_documents(items: Sequence[dict], pad_id: int) -> dict[str, torch.Ten
 
 
 def student_from_document_teacher(
-    teacher: DocumentClassifier, num_layers: int, intermediate_size: int | None = None
+    teacher: DocumentClassifier,
+    num_layers: int,
+    intermediate_size: int | None = None,
+    context_layers: int = CONTEXT_DEFAULTS["context_layers"],
 ) -> HierarchicalClassifier:
     """A :class:`HierarchicalClassifier` whose encoder starts as ``num_layers`` of the
     teacher's layers, taken evenly spread (:func:`training.modeling.student_from_teacher`),
@@ -419,7 +427,7 @@ def student_from_document_teacher(
     segment_teacher.load_state_dict(state)
     encoder = student_from_teacher(segment_teacher, num_layers, intermediate_size)
     student = HierarchicalClassifier(
-        student_config(teacher.config, num_layers, encoder.config.intermediate_size)
+        student_config(teacher.config, num_layers, encoder.config.intermediate_size, context_layers)
     )
     missing, unexpected = student.load_state_dict(encoder.state_dict(), strict=False)
     if unexpected or any(not name.startswith("context.") for name in missing):
