@@ -341,6 +341,7 @@ def test_the_stored_threshold_keeps_the_dev_segment_it_was_chosen_at(threshold):
 
 def test_build_command_line_reaches_the_build_config(tmp_path: Path) -> None:
     from training.build import BuildConfig, config_from_args, parse_args
+    from training.document_model import CONTEXT_DEFAULTS
 
     argv = "--student-layers 4 --student-epochs 6.5 --student-intermediate-size 768 "
     argv += "--student-context-layers 2 --precision-target 0.8 --quiet"
@@ -353,6 +354,8 @@ def test_build_command_line_reaches_the_build_config(tmp_path: Path) -> None:
     defaults = config_from_args(parse_args([]))
     assert defaults.student_epochs == BuildConfig().student_epochs
     assert defaults.student_name == "document-student-3-context2"
+    # the build and the student model agree on the default
+    assert defaults.student_context_layers == CONTEXT_DEFAULTS["context_layers"]
     single = config_from_args(parse_args(["--student-context-layers", "1"]))
     assert single.student_name == "document-student-3"
     assert config_from_args(parse_args(["--smoke"])).smoke is True
