@@ -83,6 +83,30 @@ def test_smoke_build_writes_a_complete_model_directory(smoke_build: Path) -> Non
     assert f"Trained on the {documents['train']} hand-written documents" in card
 
 
+def test_the_config_records_the_teachers_train_split(smoke_build: Path) -> None:
+    """The smoke build trains its own teacher on the current split, so the card needs no note;
+    a teacher kept from an earlier split gets one, with that split's sha256."""
+    from training.corpus import sha256_file
+    from training.model_card import render_model_card
+
+    config = json.loads((smoke_build / "model" / "config.json").read_text())
+    training = config["training"]
+    assert training["teacher"] == {
+        "train_split_sha256": sha256_file(SPLITS_DIR / "train.jsonl"),
+        "train_documents": len(read_documents(SPLITS_DIR / "train.jsonl")),
+        "generated_per_document": 1,
+    }
+    assert "The teacher was kept from a build on an earlier train split" not in render_model_card(
+        config, smoke=True
+    )
+    training["teacher"] = {**training["teacher"], "train_split_sha256": "0" * 64}
+    card = render_model_card(config, smoke=True)
+    assert f"earlier train split ({training['teacher']['train_documents']} documents" in card
+    assert "0" * 64 in card
+    training["teacher"] = None  # a teacher saved before builds recorded its split
+    assert "earlier train split" not in render_model_card(config, smoke=True)
+
+
 def test_the_shipped_tokenizer_is_the_students_without_indentation(smoke_build: Path) -> None:
     from tokenizers import Tokenizer
 

@@ -49,6 +49,9 @@ REPO = Path(__file__).resolve().parents[1]
 DEFAULT_OUTPUT = REPO / "models" / "default"
 # the teacher's checkpoint under the work directory
 TEACHER_DIR = "document-teacher"
+# what the teacher was trained on, beside its checkpoint: a student may be distilled from a
+# teacher kept from a build on an earlier train split
+TEACHER_DATA_FILE = "training_data.json"
 SMOKE_ENCODER = {"hidden_size": 32, "num_attention_heads": 2, "intermediate_size": 64}
 
 
@@ -217,7 +220,25 @@ def stage_teacher(config: BuildConfig, base: Path) -> Path:
     model = run_trainer(model, train, dev, collator, args, remove_unused_columns=False)
     model.save_pretrained(target)
     tokenizer.save_pretrained(target)
+    _write_json(target / TEACHER_DATA_FILE, split_record(config))
     return target
+
+
+def split_record(config: BuildConfig) -> dict:
+    """The train split a model was trained on: its sha256, its documents and the generated
+    variants per document."""
+    return {
+        "train_split_sha256": sha256_file(config.train),
+        "train_documents": len(read_documents(config.train)),
+        "generated_per_document": config.generated_per_document,
+    }
+
+
+def teacher_record(teacher_dir: Path) -> dict | None:
+    """What the teacher in ``teacher_dir`` was trained on, or None for a teacher saved before
+    builds recorded it."""
+    path = teacher_dir / TEACHER_DATA_FILE
+    return json.loads(path.read_text()) if path.is_file() else None
 
 
 def stage_targets(config: BuildConfig, teacher_dir: Path) -> Path:
@@ -521,6 +542,7 @@ def stage_package(config: BuildConfig, student_dir: Path, onnx_dir: Path) -> Pat
                 "distill_per_document": config.distill_per_document,
                 "distill_gold_weight": config.distill_gold_weight,
                 "precision_target": config.precision_target,
+                "teacher": teacher_record(config.work_dir / TEACHER_DIR),
             },
         )
         runtime.threshold = model_config["threshold"]

@@ -148,6 +148,20 @@ def _agreement_paragraph(agreement: dict | None) -> str | None:
     )
 
 
+def _earlier_teacher_note(training: dict) -> str | None:
+    teacher = training.get("teacher")
+    if not teacher or teacher["train_split_sha256"] == training["train_split_sha256"]:
+        return None
+    return (
+        "The teacher was kept from a build on an earlier train split "
+        f"({teacher['train_documents']} documents, sha256 `{teacher['train_split_sha256']}`); "
+        f"the student, its distillation documents and the character n-grams use the current "
+        f"one ({training['documents']['train']} documents). A build in a fresh work directory "
+        "trains the teacher on the current split as well, so it gives a close model, not "
+        "this one."
+    )
+
+
 def render_model_card(config: dict, smoke: bool = False) -> str:
     metrics, architecture, training = config["metrics"], config["architecture"], config["training"]
     documents = training["documents"]
@@ -286,6 +300,7 @@ def render_model_card(config: dict, smoke: bool = False) -> str:
         "cores (no GPU). Checkpoints go to `~/.cache/promofilter/runs/build-default`; a killed "
         "build resumes from them.",
         "",
+        *_paragraph(_earlier_teacher_note(training)),
         f"Files: `model.onnx` (sha256 `{config['model_sha256']}`, checked at load), "
         "`tokenizer.json`, `context_head.json`"
         + (", `char_ngrams.json`" if "char_ngrams_sha256" in config else "")
