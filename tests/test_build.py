@@ -363,6 +363,22 @@ def test_the_stored_threshold_keeps_the_dev_segment_it_was_chosen_at(threshold):
     assert stored == round(stored, 6)
 
 
+def test_blended_targets_keep_unlabelled_segments_and_weigh_gold_against_the_teacher() -> None:
+    from training.build import blend_targets
+    from training.document_model import UNLABELED
+
+    gold = [[1.0, 0.0, UNLABELED], [0.0]]
+    teacher = [[0.2, 0.9, 0.7], [0.4]]
+    assert blend_targets(gold, teacher, 1.0) == [[1.0, 0.0, UNLABELED], [0.0]]
+    assert blend_targets(gold, teacher, 0.0) == [[0.2, 0.9, UNLABELED], [0.4]]
+    blended = blend_targets(gold, teacher, 0.75)
+    assert blended[0][:2] == pytest.approx([0.8, 0.225]) and blended[0][2] == UNLABELED
+    # above 0.5 a sure and wrong teacher cannot move a target across 0.5
+    assert blend_targets([[1.0, 0.0]], [[0.0, 1.0]], 0.6)[0] == pytest.approx([0.6, 0.4])
+    with pytest.raises(ValueError):
+        blend_targets([[1.0, 0.0]], [[0.5]], 0.5)
+
+
 def test_build_command_line_reaches_the_build_config(tmp_path: Path) -> None:
     from training.build import BuildConfig, config_from_args, parse_args
     from training.document_model import CONTEXT_DEFAULTS
@@ -382,4 +398,10 @@ def test_build_command_line_reaches_the_build_config(tmp_path: Path) -> None:
     assert defaults.student_context_layers == CONTEXT_DEFAULTS["context_layers"]
     single = config_from_args(parse_args(["--student-context-layers", "1"]))
     assert single.student_name == "document-student-3"
+    gold = config_from_args(parse_args(["--distill-gold-weight", "0.75"]))
+    historical = config_from_args(parse_args(["--distill-gold-weight", "0.5"]))
+    assert (gold.distill_gold_weight, historical.distill_gold_weight) == (0.75, 0.5)
+    # a student distilled on other targets gets its own directory, never another's
+    assert gold.student_name == "document-student-3-context2-gold0.75"
+    assert historical.student_name == "document-student-3-context2"
     assert config_from_args(parse_args(["--smoke"])).smoke is True

@@ -9,8 +9,8 @@ result is already there, so that a killed build continues where it stopped:
 2. ``teacher``: the 12-layer encoder fine-tuned on whole documents, each read as one sequence
    (:class:`training.document_model.DocumentClassifier`), on the train split plus generated
    variants;
-3. ``targets``: a larger generated set of whole documents, each segment's gold label blended
-   with the teacher's probability;
+3. ``targets``: a larger generated set of whole documents with each segment's gold label and
+   the teacher's probability (blended by the student stage, ``distill_gold_weight``);
 4. ``student``: a few of the teacher's layers that encode each segment alone, plus a small
    transformer over the segment vectors of a document
    (:class:`training.document_model.HierarchicalClassifier`), distilled on those targets;
@@ -49,6 +49,11 @@ REPO = Path(__file__).resolve().parents[1]
 DEFAULT_OUTPUT = REPO / "models" / "default"
 # the teacher's checkpoint under the work directory
 TEACHER_DIR = "document-teacher"
+# the distillation documents: texts, gold labels and the teacher's probabilities
+DISTILL_FILE = "distill_teacher.json"
+# the gold weight of the students built before it was an option: their directories carry no
+# suffix for it
+HISTORICAL_GOLD_WEIGHT = 0.5
 # what the teacher was trained on, beside its checkpoint: a student may be distilled from a
 # teacher kept from a build on an earlier train split
 TEACHER_DATA_FILE = "training_data.json"
@@ -119,11 +124,14 @@ class BuildConfig:
         """The student's directory under ``work_dir``: ``document-student-3-context2``, or
         ``document-student-3x768-context2`` for a student with 768 feed-forward units per
         layer, or ``document-student-3`` for one with a single context layer (the name of
-        the students built before the default became two)."""
+        the students built before the default became two); ``-gold0.75`` is added for a
+        gold weight other than the historical 0.5."""
         width = f"x{self.student_intermediate_size}" if self.student_intermediate_size else ""
         layers = self.student_context_layers
         context = f"-context{layers}" if layers != 1 else ""
-        return f"document-student-{self.student_layers}{width}{context}"
+        weight = self.distill_gold_weight
+        gold = f"-gold{weight:g}" if weight != HISTORICAL_GOLD_WEIGHT else ""
+        return f"document-student-{self.student_layers}{width}{context}{gold}"
 
     def fine_tune_args(
         self,
@@ -242,16 +250,11 @@ def teacher_record(teacher_dir: Path) -> dict | None:
 
 
 def stage_targets(config: BuildConfig, teacher_dir: Path) -> Path:
-    """The distillation set: whole generated documents, each segment's gold label blended
-    with the teacher's probability (ambiguous segments: context only)."""
-    from training.document_model import (
-        UNLABELED,
-        DocumentClassifier,
-        gold_targets,
-        predict_documents,
-    )
+    """The distillation set: whole generated documents with each segment's gold label
+    (:data:`UNLABELED` for ambiguous ones) and the teacher's probability."""
+    from training.document_model import DocumentClassifier, gold_targets, predict_documents
 
-    target = config.work_dir / "distill_documents.json"
+    target = config.work_dir / DISTILL_FILE
     if target.is_file():
         return target
     documents = _train_documents(config, config.distill_per_document, 14)
@@ -259,18 +262,33 @@ def stage_targets(config: BuildConfig, teacher_dir: Path) -> Path:
     teacher = DocumentClassifier.from_pretrained(teacher_dir, local_files_only=True)
     _log(f"targets: teacher scores {len(documents):,} documents")
     soft = predict_documents(teacher, _load_tokenizer(teacher_dir), texts)
-    weight = config.distill_gold_weight
-    blended = [
-        [
-            UNLABELED if gold == UNLABELED else weight * gold + (1 - weight) * float(teacher_p)
-            for gold, teacher_p in zip(golds, scores, strict=True)
-        ]
-        for golds, scores in zip(gold_targets(documents), soft, strict=True)
-    ]
+    content = {
+        "texts": texts,
+        "gold": gold_targets(documents),
+        "teacher": [[float(p) for p in scores] for scores in soft],
+    }
     partial_file = target.with_suffix(".partial")
-    partial_file.write_text(json.dumps({"texts": texts, "targets": blended}))
+    partial_file.write_text(json.dumps(content))
     partial_file.rename(target)
     return target
+
+
+def blend_targets(
+    gold: Sequence[Sequence[float]], teacher: Sequence[Sequence[float]], gold_weight: float
+) -> list[list[float]]:
+    """Each segment's training target: ``gold_weight`` of its gold label and the rest of the
+    teacher's probability; unlabelled segments stay :data:`UNLABELED` (context only). With
+    a weight above 0.5 a target stays on the gold side of 0.5 even where the teacher is
+    sure and wrong, as it is more often on documents it was not trained on."""
+    from training.document_model import UNLABELED
+
+    return [
+        [
+            UNLABELED if label == UNLABELED else gold_weight * label + (1 - gold_weight) * p
+            for label, p in zip(labels, scores, strict=True)
+        ]
+        for labels, scores in zip(gold, teacher, strict=True)
+    ]
 
 
 def stage_student(config: BuildConfig, teacher_dir: Path, targets_file: Path) -> Path:
@@ -296,10 +314,11 @@ def stage_student(config: BuildConfig, teacher_dir: Path, targets_file: Path) ->
         config.student_context_layers,
     )
     data = json.loads(targets_file.read_text())
+    targets = blend_targets(data["gold"], data["teacher"], config.distill_gold_weight)
     tokenizer = _load_tokenizer(teacher_dir)
     dev_documents = read_documents(config.dev)
     dev_texts = [[segment.text for segment in document.segments] for document in dev_documents]
-    train = document_dataset(tokenizer, data["texts"], data["targets"], config.max_length)
+    train = document_dataset(tokenizer, data["texts"], targets, config.max_length)
     dev = document_dataset(tokenizer, dev_texts, gold_targets(dev_documents), config.max_length)
     _log(
         f"student: {config.student_layers} layers of {student.config.intermediate_size} "
@@ -667,6 +686,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         default=defaults.student_epochs,
         help="passes of the student over the distillation documents",
     )
+    parser.add_argument(
+        "--distill-gold-weight",
+        type=float,
+        default=defaults.distill_gold_weight,
+        help="share of the gold label in each distillation target (the rest: the teacher's)",
+    )
     parser.add_argument("--precision-target", type=float, default=defaults.precision_target)
     parser.add_argument("--smoke", action="store_true", help="tiny random encoder, few steps")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
@@ -685,6 +710,7 @@ def config_from_args(args: argparse.Namespace) -> BuildConfig:
         student_intermediate_size=args.student_intermediate_size,
         student_context_layers=args.student_context_layers,
         student_epochs=args.student_epochs,
+        distill_gold_weight=args.distill_gold_weight,
         precision_target=args.precision_target,
         progress=not args.quiet,
     )
