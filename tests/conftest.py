@@ -49,6 +49,17 @@ def smoke_build(tmp_path_factory: pytest.TempPathFactory, converted: Path) -> Pa
 
 
 @pytest.fixture(scope="session")
+def smoke_export(smoke_build: Path, converted: Path) -> Path:
+    """The smoke build's ONNX export directory (fp32 and int8 graphs, parity figures)."""
+    from training.build import BuildConfig
+
+    config = BuildConfig.for_smoke(
+        smoke_build / "work", smoke_build / "model", base_model=str(converted)
+    )
+    return config.export_dir
+
+
+@pytest.fixture(scope="session")
 def model_dir(smoke_build: Path) -> Path:
     return smoke_build / "model"
 
@@ -124,7 +135,9 @@ def cascade_model(lexical_model):
 
 
 @pytest.fixture(scope="session")
-def fp32_model(smoke_build: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+def fp32_model(
+    smoke_build: Path, smoke_export: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Path:
     """The smoke model directory with its fp32 graph instead of the int8 one.
 
     Batching tests run on it so that they check the batcher alone: a text's fp32 score does
@@ -134,7 +147,7 @@ def fp32_model(smoke_build: Path, tmp_path_factory: pytest.TempPathFactory) -> P
 
     target = tmp_path_factory.mktemp("fp32-model") / "model"
     shutil.copytree(smoke_build / "model", target)
-    shutil.copyfile(smoke_build / "work" / "onnx" / "model.fp32.onnx", target / "model.onnx")
+    shutil.copyfile(smoke_export / "model.fp32.onnx", target / "model.onnx")
     config = json.loads((target / "config.json").read_text(encoding="utf-8"))
     config["model_sha256"] = sha256_of(target / "model.onnx")
     config.setdefault("architecture", {})["quantization"] = "none (fp32)"

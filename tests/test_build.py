@@ -28,7 +28,9 @@ TEXTS = [
 
 
 def _student_dir(work: Path) -> Path:
-    return next(p for p in work.glob("document-student-*") if not p.name.endswith("-run"))
+    return next(
+        p for p in work.glob("document-student-*") if not p.name.endswith(("-run", "-onnx"))
+    )
 
 
 def _student_encoder(student_dir: Path) -> PromoClassifier:
@@ -130,7 +132,9 @@ def test_smoke_model_loads_and_predicts_through_the_runtime(smoke_build: Path) -
     assert model.predict(TEXTS[0]) in (["promotional"], ["factual"])
 
 
-def test_fp32_export_matches_torch_and_int8_stays_close(smoke_build: Path) -> None:
+def test_fp32_export_matches_torch_and_int8_stays_close(
+    smoke_build: Path, smoke_export: Path
+) -> None:
     from training.build import _load_tokenizer
     from training.parity import parity_problems, parity_report
 
@@ -141,8 +145,8 @@ def test_fp32_export_matches_torch_and_int8_stays_close(smoke_build: Path) -> No
     report = parity_report(
         student,
         _load_tokenizer(student_dir),
-        work / "onnx" / "model.fp32.onnx",
-        work / "onnx" / "model.int8.onnx",
+        smoke_export / "model.fp32.onnx",
+        smoke_export / "model.int8.onnx",
         texts,
         labels,
         max_length=128,
@@ -154,12 +158,14 @@ def test_fp32_export_matches_torch_and_int8_stays_close(smoke_build: Path) -> No
     assert parity_problems(report, check_int8_f1=False) == []
 
 
-def test_int8_keeps_the_first_layers_feed_forward_in_fp32(smoke_build: Path) -> None:
+def test_int8_keeps_the_first_layers_feed_forward_in_fp32(
+    smoke_build: Path, smoke_export: Path
+) -> None:
     import onnx
 
     from training.export import FEED_FORWARD_PARTS
 
-    graph = onnx.load(str(smoke_build / "work" / "onnx" / "model.int8.onnx")).graph
+    graph = onnx.load(str(smoke_export / "model.int8.onnx")).graph
     weights = {initializer.name: initializer for initializer in graph.initializer}
     ops = {node.name: node for node in graph.node}
     for part in FEED_FORWARD_PARTS:
@@ -177,13 +183,13 @@ def test_int8_keeps_the_first_layers_feed_forward_in_fp32(smoke_build: Path) -> 
 
 
 def test_keeping_a_layer_the_graph_lacks_in_fp32_is_an_error(
-    smoke_build: Path, tmp_path: Path
+    smoke_export: Path, tmp_path: Path
 ) -> None:
     from training.export import quantize_int8
 
     with pytest.raises(ValueError, match="encoder layer 7"):
         quantize_int8(
-            smoke_build / "work" / "onnx" / "model.fp32.onnx",
+            smoke_export / "model.fp32.onnx",
             tmp_path / "int8.onnx",
             calibration=[],
             float_feed_forward_layers=(7,),
@@ -311,7 +317,9 @@ def test_padding_does_not_change_the_mean_pooled_score() -> None:
     assert torch.allclose(alone, with_pad, atol=1e-6)
 
 
-def test_the_exported_embeddings_are_the_students_pooled_output(smoke_build: Path) -> None:
+def test_the_exported_embeddings_are_the_students_pooled_output(
+    smoke_build: Path, smoke_export: Path
+) -> None:
     import torch
     from promofilter.model import create_session
 
@@ -322,7 +330,7 @@ def test_the_exported_embeddings_are_the_students_pooled_output(smoke_build: Pat
     student = _student_encoder(student_dir)
     batch = _load_tokenizer(student_dir)(TEXTS, padding=True, return_tensors="np")
     feed = {name: batch[name].astype(np.int64) for name in ("input_ids", "attention_mask")}
-    session = create_session(work / "onnx" / "model.fp32.onnx", threads=1)
+    session = create_session(smoke_export / "model.fp32.onnx", threads=1)
     embeddings = session.run(["embeddings"], feed)[0]
     with torch.no_grad():
         pooled = student.pooled(*(torch.from_numpy(feed[n]) for n in feed)).numpy()
@@ -404,4 +412,7 @@ def test_build_command_line_reaches_the_build_config(tmp_path: Path) -> None:
     # a student distilled on other targets gets its own directory, never another's
     assert gold.student_name == "document-student-3-context2-gold0.75"
     assert historical.student_name == "document-student-3-context2"
+    # and its own export: a stale one of another student would ship with the wrong head
+    assert gold.export_dir != historical.export_dir
+    assert historical.export_dir == historical.work_dir / "document-student-3-context2-onnx"
     assert config_from_args(parse_args(["--smoke"])).smoke is True

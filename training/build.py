@@ -133,6 +133,12 @@ class BuildConfig:
         gold = f"-gold{weight:g}" if weight != HISTORICAL_GOLD_WEIGHT else ""
         return f"document-student-{self.student_layers}{width}{context}{gold}"
 
+    @property
+    def export_dir(self) -> Path:
+        """The student's ONNX export and its parity figures: named after the student, so that
+        a build of another student in the same work directory exports its own."""
+        return self.work_dir / f"{self.student_name}-onnx"
+
     def fine_tune_args(
         self,
         name: str,
@@ -351,7 +357,7 @@ def stage_export(config: BuildConfig, student_dir: Path) -> Path:
     from training.export import calibration_feeds, export_onnx, quantize_int8
     from training.parity import parity_problems, parity_report
 
-    target = config.work_dir / "onnx"
+    target = config.export_dir
     if (target / "parity.json").is_file():
         return target
     target.mkdir(parents=True, exist_ok=True)
