@@ -416,3 +416,28 @@ def test_build_command_line_reaches_the_build_config(tmp_path: Path) -> None:
     assert gold.export_dir != historical.export_dir
     assert historical.export_dir == historical.work_dir / "document-student-3-context2-onnx"
     assert config_from_args(parse_args(["--smoke"])).smoke is True
+
+
+def test_build_seconds_count_this_students_stages_and_a_linked_teachers_time(
+    tmp_path: Path,
+) -> None:
+    from training.build import STAGE_TIMES, TEACHER_DIR, BuildConfig, build_seconds
+
+    home, work = tmp_path / "home", tmp_path / "work"
+    (home / TEACHER_DIR).mkdir(parents=True)
+    work.mkdir()
+    (home / STAGE_TIMES).write_text(json.dumps({"teacher": 5000.0}))
+    (work / TEACHER_DIR).symlink_to(home / TEACHER_DIR)
+    first, second = BuildConfig(work_dir=work), BuildConfig(work_dir=work, distill_gold_weight=0.75)
+    times = {"base": 1.0, "teacher": 2.0, "targets": 30.0, "package": 7.0}
+    for config, seconds in ((first, 100.0), (second, 300.0)):
+        times[f"student:{config.student_name}"] = seconds
+        times[f"export:{config.student_name}"] = seconds / 10
+    (work / STAGE_TIMES).write_text(json.dumps(times))
+    assert build_seconds(first) == pytest.approx(1 + 5000 + 30 + 100 + 10 + 7)
+    assert build_seconds(second) == pytest.approx(1 + 5000 + 30 + 300 + 30 + 7)
+    # a work directory from before the per-student keys, with its own teacher
+    (work / TEACHER_DIR).unlink()
+    (work / TEACHER_DIR).mkdir()
+    (work / STAGE_TIMES).write_text(json.dumps({"teacher": 2.0, "student": 40.0, "export": 3.0}))
+    assert build_seconds(first) == pytest.approx(45.0)

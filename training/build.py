@@ -629,24 +629,45 @@ SPLIT_CONFIDENCE_GRID = (0.0, 0.5, 0.9, 0.97, 0.99, 0.999)
 LEXICAL_WEIGHT_GRID = (0.0, 0.3, 0.4, 0.5, 0.6, 0.7)
 
 
+def _stage_key(config: BuildConfig, name: str) -> str:
+    """The student and its export are timed per student: several may share a work directory."""
+    return f"{name}:{config.student_name}" if name in ("student", "export") else name
+
+
 def _timed(config: BuildConfig, name: str, stage, *args):
     """Run a stage; record its wall time when it did work, so that a build resumed over
     several invocations still reports the whole time it took."""
     times_file = config.work_dir / STAGE_TIMES
     times = json.loads(times_file.read_text()) if times_file.is_file() else {}
+    key = _stage_key(config, name)
     started = time.perf_counter()
     result = stage(config, *args)
     elapsed = time.perf_counter() - started
-    if name not in times or elapsed > 1.0:  # a skipped stage returns at once
-        # a stage resumed after a kill adds up over the invocations
-        times[name] = round(times.get(name, 0.0) + elapsed, 1)
+    if key not in times or elapsed > 1.0:  # a skipped stage returns at once
+        # a stage resumed after a kill adds up over the invocations; the package is made
+        # whole every time
+        before = 0.0 if name == "package" else times.get(key, 0.0)
+        times[key] = round(before + elapsed, 1)
         times_file.write_text(json.dumps(times, indent=2))
     return result
 
 
+def _stage_times(work_dir: Path) -> dict[str, float]:
+    times_file = work_dir / STAGE_TIMES
+    return json.loads(times_file.read_text()) if times_file.is_file() else {}
+
+
 def build_seconds(config: BuildConfig) -> float:
-    times_file = config.work_dir / STAGE_TIMES
-    return sum(json.loads(times_file.read_text()).values()) if times_file.is_file() else 0.0
+    """Wall time of the stages behind this build's model: its own student and export, not
+    those of other students in the work directory, and a teacher linked in from another work
+    directory with the time it took there."""
+    times = _stage_times(config.work_dir)
+    teacher_home = (config.work_dir / TEACHER_DIR).resolve().parent
+    if teacher_home != config.work_dir.resolve():
+        times["teacher"] = _stage_times(teacher_home).get("teacher", times.get("teacher", 0.0))
+    stages = ("base", "teacher", "targets", "student", "export", "package")
+    # work directories from before the per-student keys hold plain "student" and "export"
+    return sum(times.get(_stage_key(config, name), times.get(name, 0.0)) for name in stages)
 
 
 def build_default(config: BuildConfig) -> Path:
