@@ -409,6 +409,8 @@ def test_build_command_line_reaches_the_build_config(tmp_path: Path) -> None:
     gold = config_from_args(parse_args(["--distill-gold-weight", "0.75"]))
     historical = config_from_args(parse_args(["--distill-gold-weight", "0.5"]))
     assert (gold.distill_gold_weight, historical.distill_gold_weight) == (0.75, 0.5)
+    tolerant = config_from_args(parse_args(["--cascade-f1-tolerance", "0.003"]))
+    assert tolerant.cascade_f1_tolerance == 0.003 != defaults.cascade_f1_tolerance
     # a student distilled on other targets gets its own directory, never another's
     assert gold.student_name == "document-student-3-context2-gold0.75"
     assert historical.student_name == "document-student-3-context2"
