@@ -266,9 +266,13 @@ def render_model_card(config: dict, smoke: bool = False) -> str:
         "- Factual reporting *about* advertising, offers, discounts or price campaigns uses the "
         "same words as advertising and is the main source of false alarms.",
         "- Text outside news and consumer pages is not covered: instructions and program "
-        "messages are written in the imperative, like calls to action, and many are flagged "
-        "(`python -m benchmarks.cascade` measures the share among the system's German "
-        "program messages).",
+        "messages are written in the imperative, like calls to action, and many are flagged"
+        + (
+            " (`python -m benchmarks.cascade` measures the share among the system's German "
+            "program messages)."
+            if "cascade" in metrics
+            else "."
+        ),
         "- The cascade judges the segments it skips by their character n-grams and their "
         "neighbours only. Its bounds were chosen on dev, where the n-grams are rarely wrong "
         "when that sure; on pages unlike the corpus they may be, and `cascade=False` then "
