@@ -514,6 +514,7 @@ def stage_package(config: BuildConfig, student_dir: Path, onnx_dir: Path) -> Pat
             model_config["cascade_sha256"] = sha256_file(staging / CASCADE_FILE)
             _write_json(staging / "config.json", model_config)
             runtime = promofilter.load(staging)
+        train_split = split_record(config)
         model_config.update(
             base_model=_base_model_name(config),
             architecture={
@@ -557,9 +558,9 @@ def stage_package(config: BuildConfig, student_dir: Path, onnx_dir: Path) -> Pat
                 ),
             },
             training={
-                "train_split_sha256": sha256_file(config.train),
+                "train_split_sha256": train_split["train_split_sha256"],
                 "documents": {
-                    "train": len(read_documents(config.train)),
+                    "train": train_split["train_documents"],
                     "dev": len(dev_documents),
                     "test": len(read_documents(config.test)),
                 },
@@ -639,7 +640,7 @@ def _timed(config: BuildConfig, name: str, stage, *args):
     """Run a stage; record its wall time when it did work, so that a build resumed over
     several invocations still reports the whole time it took."""
     times_file = config.work_dir / STAGE_TIMES
-    times = json.loads(times_file.read_text()) if times_file.is_file() else {}
+    times = _stage_times(config.work_dir)
     key = _stage_key(config, name)
     started = time.perf_counter()
     result = stage(config, *args)
@@ -685,6 +686,30 @@ def build_default(config: BuildConfig) -> Path:
     return output
 
 
+# BuildConfig fields the command line sets, each as ``--field-name``: (type, help)
+TUNABLE: dict[str, tuple[type, str | None]] = {
+    "student_layers": (int, None),
+    "student_intermediate_size": (
+        int,
+        "feed-forward units per student layer (default: the teacher's)",
+    ),
+    "student_context_layers": (
+        int,
+        "layers of the transformer over each document's segment vectors",
+    ),
+    "student_epochs": (float, "passes of the student over the distillation documents"),
+    "distill_gold_weight": (
+        float,
+        "share of the gold label in each distillation target (the rest: the teacher's)",
+    ),
+    "cascade_f1_tolerance": (
+        float,
+        "dev F1 the cascade may cost; above it the model ships without one",
+    ),
+    "precision_target": (float, None),
+}
+
+
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="python -m training build-default",
@@ -695,38 +720,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--output", type=Path, default=defaults.output)
     parser.add_argument("--base-model", default=defaults.base_model)
     parser.add_argument("--word-list", type=Path, default=defaults.word_list)
-    parser.add_argument("--student-layers", type=int, default=defaults.student_layers)
-    parser.add_argument(
-        "--student-intermediate-size",
-        type=int,
-        default=defaults.student_intermediate_size,
-        help="feed-forward units per student layer (default: the teacher's)",
-    )
-    parser.add_argument(
-        "--student-context-layers",
-        type=int,
-        default=defaults.student_context_layers,
-        help="layers of the transformer over each document's segment vectors",
-    )
-    parser.add_argument(
-        "--student-epochs",
-        type=float,
-        default=defaults.student_epochs,
-        help="passes of the student over the distillation documents",
-    )
-    parser.add_argument(
-        "--distill-gold-weight",
-        type=float,
-        default=defaults.distill_gold_weight,
-        help="share of the gold label in each distillation target (the rest: the teacher's)",
-    )
-    parser.add_argument(
-        "--cascade-f1-tolerance",
-        type=float,
-        default=defaults.cascade_f1_tolerance,
-        help="dev F1 the cascade may cost; above it the model ships without one",
-    )
-    parser.add_argument("--precision-target", type=float, default=defaults.precision_target)
+    for field, (kind, help_text) in TUNABLE.items():
+        flag = "--" + field.replace("_", "-")
+        parser.add_argument(flag, type=kind, default=getattr(defaults, field), help=help_text)
     parser.add_argument("--smoke", action="store_true", help="tiny random encoder, few steps")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
     return parser.parse_args(argv)
@@ -740,13 +736,7 @@ def config_from_args(args: argparse.Namespace) -> BuildConfig:
     return BuildConfig(
         **common,
         word_list=args.word_list,
-        student_layers=args.student_layers,
-        student_intermediate_size=args.student_intermediate_size,
-        student_context_layers=args.student_context_layers,
-        student_epochs=args.student_epochs,
-        distill_gold_weight=args.distill_gold_weight,
-        cascade_f1_tolerance=args.cascade_f1_tolerance,
-        precision_target=args.precision_target,
+        **{field: getattr(args, field) for field in TUNABLE},
         progress=not args.quiet,
     )
 
