@@ -418,6 +418,8 @@ def test_build_command_line_reaches_the_build_config(tmp_path: Path) -> None:
     assert gold.export_dir != historical.export_dir
     assert historical.export_dir == historical.work_dir / "document-student-3-context2-onnx"
     assert config_from_args(parse_args(["--smoke"])).smoke is True
+    assert defaults.keep_earlier_teacher is False
+    assert config_from_args(parse_args(["--keep-earlier-teacher"])).keep_earlier_teacher
 
 
 def test_build_seconds_count_this_students_stages_and_a_linked_teachers_time(
@@ -443,3 +445,88 @@ def test_build_seconds_count_this_students_stages_and_a_linked_teachers_time(
     (work / TEACHER_DIR).mkdir()
     (work / STAGE_TIMES).write_text(json.dumps({"teacher": 2.0, "student": 40.0, "export": 3.0}))
     assert build_seconds(first) == pytest.approx(45.0)
+
+
+def _smoke_copy(smoke_build: Path, tmp_path: Path) -> Path:
+    """A copy of the smoke build's work directory, to resume builds on without touching it."""
+    work = tmp_path / "work"
+    shutil.copytree(smoke_build / "work", work, symlinks=True)
+    return work
+
+
+def test_a_stage_saved_on_another_train_split_is_not_resumed(
+    smoke_build: Path, converted: Path, tmp_path: Path
+) -> None:
+    from training.build import (
+        DISTILL_FILE,
+        TEACHER_DIR,
+        BuildConfig,
+        StaleStageError,
+        build_default,
+    )
+
+    work = _smoke_copy(smoke_build, tmp_path)
+    lines = (SPLITS_DIR / "train.jsonl").read_text(encoding="utf-8").splitlines(keepends=True)
+    shorter = tmp_path / "train.jsonl"
+    shorter.write_text("".join(lines[:-1]), encoding="utf-8")
+
+    def resume(**overrides) -> None:
+        config = BuildConfig.for_smoke(
+            work, tmp_path / "model", base_model=str(converted), train=shorter, **overrides
+        )
+        build_default(config)
+
+    with pytest.raises(StaleStageError) as stale:
+        resume()
+    message = str(stale.value)
+    # what is stale, from which split to which, and how to go on
+    assert f"{work / 'base'}: the trimmed base model" in message
+    assert f"a train split of {len(lines)} documents" in message
+    assert f"{shorter} now holds {len(lines) - 1}" in message
+    assert "use a new --work-dir" in message and "--keep-earlier-teacher" not in message
+    (work / "base" / "training_data.json").unlink()  # as saved before builds recorded it
+    with pytest.raises(StaleStageError, match=r"the teacher was built.*--keep-earlier-teacher"):
+        resume()
+    # a kept teacher is distilled on the current split: the old targets are refused
+    with pytest.raises(StaleStageError, match="the distillation targets"):
+        resume(keep_earlier_teacher=True)
+    (work / DISTILL_FILE).unlink()
+    with pytest.raises(StaleStageError, match="the student"):
+        resume(keep_earlier_teacher=True)
+    rescored = json.loads((work / DISTILL_FILE).read_text())
+    assert rescored["train_split"]["train_documents"] == len(lines) - 1
+    assert (work / TEACHER_DIR / "config.json").is_file()
+
+
+def test_an_export_of_an_earlier_student_is_made_again(
+    smoke_build: Path, converted: Path, tmp_path: Path
+) -> None:
+    from training.build import EXPORT_SOURCE_FILE, BuildConfig, stage_export
+
+    work = _smoke_copy(smoke_build, tmp_path)
+    config = BuildConfig.for_smoke(work, tmp_path / "model", base_model=str(converted))
+    student = work / config.student_name
+    source = config.export_dir / EXPORT_SOURCE_FILE
+    recorded = json.loads(source.read_text())
+    assert len(recorded["student_weights_sha256"]) == 64
+    graph = config.export_dir / "model.int8.onnx"
+    stamp = graph.stat().st_mtime_ns
+    stage_export(config, student)
+    assert graph.stat().st_mtime_ns == stamp  # the same student: resumed
+    source.write_text(json.dumps({"student_weights_sha256": "0" * 64}))
+    stage_export(config, student)
+    assert graph.stat().st_mtime_ns != stamp
+    assert json.loads(source.read_text()) == recorded
+
+
+def test_the_build_command_reports_a_stale_stage_without_a_traceback(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from training import build
+
+    def stale(config: build.BuildConfig) -> None:
+        raise build.StaleStageError(f"{config.work_dir}/document-teacher: the teacher was built")
+
+    monkeypatch.setattr(build, "build_default", stale)
+    assert build.main(["--work-dir", str(tmp_path), "--quiet"]) == 1
+    assert capsys.readouterr().err == f"error: {tmp_path}/document-teacher: the teacher was built\n"

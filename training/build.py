@@ -54,9 +54,12 @@ DISTILL_FILE = "distill_teacher.json"
 # the gold weight of the students built before it was an option: their directories carry no
 # suffix for it
 HISTORICAL_GOLD_WEIGHT = 0.5
-# what the teacher was trained on, beside its checkpoint: a student may be distilled from a
-# teacher kept from a build on an earlier train split
-TEACHER_DATA_FILE = "training_data.json"
+# the train split a checkpoint was built from, beside it (trimmed base, teacher, student; the
+# targets carry it under "train_split"): a work directory resumes a stage only on the same
+# split, and a student may be distilled from a teacher kept from an earlier split on request
+SPLIT_RECORD_FILE = "training_data.json"
+# beside an export: the sha256 of the student weights it was exported from
+EXPORT_SOURCE_FILE = "exported_from.json"
 SMOKE_ENCODER = {"hidden_size": 32, "num_attention_heads": 2, "intermediate_size": 64}
 
 
@@ -99,6 +102,9 @@ class BuildConfig:
     cascade_f1_tolerance: float = 0.0
     # encoder layers whose feed-forward MatMuls stay fp32 (see training.export.quantize_int8)
     float_feed_forward_layers: tuple[int, ...] = (0,)
+    # distil from a teacher saved in the work directory even if it was trained on another
+    # train split (the model card says so)
+    keep_earlier_teacher: bool = False
     max_steps: int = -1
     smoke: bool = False
     progress: bool = True
@@ -173,12 +179,16 @@ def stage_base(config: BuildConfig) -> Path:
 
     target = config.work_dir / "base"
     if (target / VOCAB_FILE).is_file():
+        # the teacher kept from an earlier split was trained on the base trimmed for it
+        if not config.keep_earlier_teacher:
+            _check_resumed_split(config, "trimmed base model", target, saved_split_record(target))
         return target
     words = read_word_list(config.word_list) if config.word_list else []
     texts = words + corpus_texts([config.train, config.dev])
     staging = config.work_dir / "base.partial"
     shutil.rmtree(staging, ignore_errors=True)
     before, after = trim_checkpoint(resolve_base_model(config.base_model), staging, texts)
+    _write_json(staging / SPLIT_RECORD_FILE, split_record(config))
     staging.rename(target)
     _log(f"base: kept {after:,} of {before:,} pieces")
     return target
@@ -213,6 +223,8 @@ def stage_teacher(config: BuildConfig, base: Path) -> Path:
 
     target = config.work_dir / TEACHER_DIR
     if (target / "config.json").is_file():
+        if not config.keep_earlier_teacher:
+            _check_resumed_split(config, "teacher", target, saved_split_record(target))
         return target
     tokenizer = _load_tokenizer(base)
     model_config = teacher_config(AutoConfig.from_pretrained(base, local_files_only=True))
@@ -235,7 +247,7 @@ def stage_teacher(config: BuildConfig, base: Path) -> Path:
     model = run_trainer(model, train, dev, collator, args, remove_unused_columns=False)
     model.save_pretrained(target)
     tokenizer.save_pretrained(target)
-    _write_json(target / TEACHER_DATA_FILE, split_record(config))
+    _write_json(target / SPLIT_RECORD_FILE, split_record(config))
     return target
 
 
@@ -249,10 +261,35 @@ def split_record(config: BuildConfig) -> dict:
     }
 
 
-def teacher_record(teacher_dir: Path) -> dict | None:
-    """What the teacher in ``teacher_dir`` was trained on, or None for a teacher saved before
-    builds recorded it."""
-    path = teacher_dir / TEACHER_DATA_FILE
+class StaleStageError(RuntimeError):
+    """A stage saved in the work directory was built from another train split than the
+    current one, so resuming it would build the model from stale data."""
+
+
+def _check_resumed_split(config: BuildConfig, stage: str, saved: Path, record: dict | None):
+    """Refuse to resume ``stage`` from ``saved`` if its recorded train split is not the
+    current one; a stage saved before builds recorded their split resumes as it is."""
+    if record is None:
+        _log(f"{stage}: {saved} does not record its train split; resumed as it is")
+        return
+    current = split_record(config)
+    if record["train_split_sha256"] == current["train_split_sha256"]:
+        return
+    fixes = ["use a new --work-dir", f"delete {saved} to rebuild it", "restore the split"]
+    if stage == "teacher":
+        fixes.append("pass --keep-earlier-teacher to distil from this teacher anyway")
+    raise StaleStageError(
+        f"{saved}: the {stage} was built from a train split of {record['train_documents']} "
+        f"documents (sha256 {record['train_split_sha256'][:12]}), but {config.train} now holds "
+        f"{current['train_documents']} (sha256 {current['train_split_sha256'][:12]}). To go "
+        f"on, {'; or '.join(fixes)}."
+    )
+
+
+def saved_split_record(checkpoint: Path) -> dict | None:
+    """The train split the teacher or student saved in ``checkpoint`` was trained on
+    (:func:`split_record`), or None for one saved before builds recorded it."""
+    path = checkpoint / SPLIT_RECORD_FILE
     return json.loads(path.read_text()) if path.is_file() else None
 
 
@@ -263,6 +300,8 @@ def stage_targets(config: BuildConfig, teacher_dir: Path) -> Path:
 
     target = config.work_dir / DISTILL_FILE
     if target.is_file():
+        saved = json.loads(target.read_text()).get("train_split")
+        _check_resumed_split(config, "distillation targets", target, saved)
         return target
     documents = _train_documents(config, config.distill_per_document, 14)
     texts = [[segment.text for segment in document.segments] for document in documents]
@@ -273,6 +312,7 @@ def stage_targets(config: BuildConfig, teacher_dir: Path) -> Path:
         "texts": texts,
         "gold": gold_targets(documents),
         "teacher": [[float(p) for p in scores] for scores in soft],
+        "train_split": split_record(config),
     }
     partial_file = target.with_suffix(".partial")
     partial_file.write_text(json.dumps(content))
@@ -312,6 +352,7 @@ def stage_student(config: BuildConfig, teacher_dir: Path, targets_file: Path) ->
 
     target = config.work_dir / config.student_name
     if (target / "config.json").is_file():
+        _check_resumed_split(config, "student", target, saved_split_record(target))
         return target
     teacher = DocumentClassifier.from_pretrained(teacher_dir, local_files_only=True)
     student = student_from_document_teacher(
@@ -341,6 +382,7 @@ def stage_student(config: BuildConfig, teacher_dir: Path, targets_file: Path) ->
     student = run_trainer(student, train, dev, collator, args, remove_unused_columns=False)
     student.save_pretrained(target)
     tokenizer.save_pretrained(target)
+    _write_json(target / SPLIT_RECORD_FILE, split_record(config))
     return target
 
 
@@ -359,8 +401,14 @@ def stage_export(config: BuildConfig, student_dir: Path) -> Path:
     from training.parity import parity_problems, parity_report
 
     target = config.export_dir
+    source = {"student_weights_sha256": sha256_file(student_dir / "model.safetensors")}
     if (target / "parity.json").is_file():
-        return target
+        saved = target / EXPORT_SOURCE_FILE
+        # exports from before the record resume as they are
+        if not saved.is_file() or json.loads(saved.read_text()) == source:
+            return target
+        _log(f"export: {target} is of an earlier {student_dir.name}; exporting again")
+        (target / "parity.json").unlink()
     target.mkdir(parents=True, exist_ok=True)
     student = HierarchicalClassifier.from_pretrained(student_dir, local_files_only=True).encoder()
     tokenizer = _load_tokenizer(student_dir)
@@ -385,6 +433,7 @@ def stage_export(config: BuildConfig, student_dir: Path) -> Path:
     problems = parity_problems(report, check_int8_f1=not config.smoke)
     if problems:
         raise RuntimeError("export parity failed: " + "; ".join(problems))
+    _write_json(target / EXPORT_SOURCE_FILE, source)
     (target / "parity.json").write_text(json.dumps(report, indent=2))
     return target
 
@@ -569,7 +618,7 @@ def stage_package(config: BuildConfig, student_dir: Path, onnx_dir: Path) -> Pat
                 "distill_per_document": config.distill_per_document,
                 "distill_gold_weight": config.distill_gold_weight,
                 "precision_target": config.precision_target,
-                "teacher": teacher_record(config.work_dir / TEACHER_DIR),
+                "teacher": saved_split_record(config.work_dir / TEACHER_DIR),
             },
         )
         runtime.threshold = model_config["threshold"]
@@ -723,6 +772,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     for field, (kind, help_text) in TUNABLE.items():
         flag = "--" + field.replace("_", "-")
         parser.add_argument(flag, type=kind, default=getattr(defaults, field), help=help_text)
+    parser.add_argument(
+        "--keep-earlier-teacher",
+        action="store_true",
+        help="distil from the work directory's teacher even if it was trained on another "
+        "train split",
+    )
     parser.add_argument("--smoke", action="store_true", help="tiny random encoder, few steps")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
     return parser.parse_args(argv)
@@ -737,6 +792,7 @@ def config_from_args(args: argparse.Namespace) -> BuildConfig:
         **common,
         word_list=args.word_list,
         **{field: getattr(args, field) for field in TUNABLE},
+        keep_earlier_teacher=args.keep_earlier_teacher,
         progress=not args.quiet,
     )
 
@@ -745,7 +801,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     config = config_from_args(parse_args(argv))
     try:
         build_default(config)
-    except FileNotFoundError as error:
+    except (FileNotFoundError, StaleStageError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
     return 0
