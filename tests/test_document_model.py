@@ -16,6 +16,7 @@ from training.document_model import (  # noqa: E402
     HierarchicalClassifier,
     collate_documents,
     collate_windows,
+    document_student_from_teacher,
     document_windows,
     predict_documents,
     student_config,
@@ -135,6 +136,23 @@ def test_the_student_starts_from_the_teachers_layers_and_classifier():
     own, own_bias = student.own_readout()
     torch.testing.assert_close(own, teacher.classifier.weight[0])
     assert own_bias == pytest.approx(teacher.classifier.bias.item())
+
+
+def test_a_document_reading_student_is_the_teachers_spread_layers_and_classifier():
+    torch.manual_seed(0)
+    teacher = DocumentClassifier(teacher_config(tiny_bert(layers=4))).eval()
+    student = document_student_from_teacher(teacher, 2).eval()
+    assert student.config.num_hidden_layers == 2 and student.config.student_of_layers == [0, 3]
+    assert teacher.config.num_hidden_layers == 4
+    torch.testing.assert_close(
+        student.bert.encoder.layer[1].attention.self.query.weight,
+        teacher.bert.encoder.layer[3].attention.self.query.weight,
+    )
+    torch.testing.assert_close(student.classifier.weight, teacher.classifier.weight)
+    # a copy, not a view: training the student leaves the teacher as it is
+    assert student.classifier.weight.data_ptr() != teacher.classifier.weight.data_ptr()
+    scores = predict_documents(student, WordTokenizer(), [["eins zwei", "drei"]])
+    assert scores[0].shape == (2,)
 
 
 def test_the_students_batches_flatten_documents_into_segments():

@@ -419,13 +419,7 @@ def student_from_document_teacher(
     context starts from scratch."""
     from training.modeling import student_from_teacher
 
-    segment_teacher = PromoClassifier(classifier_config(teacher.config))
-    state = {k: v for k, v in teacher.state_dict().items() if not k.startswith("classifier.")}
-    weight, bias = teacher.classifier.weight.detach(), teacher.classifier.bias.detach()
-    state["classifier.weight"] = torch.cat([torch.zeros_like(weight), weight])
-    state["classifier.bias"] = torch.cat([torch.zeros_like(bias), bias])
-    segment_teacher.load_state_dict(state)
-    encoder = student_from_teacher(segment_teacher, num_layers, intermediate_size)
+    encoder = student_from_teacher(_as_segment_classifier(teacher), num_layers, intermediate_size)
     student = HierarchicalClassifier(
         student_config(teacher.config, num_layers, encoder.config.intermediate_size, context_layers)
     )
@@ -436,12 +430,53 @@ def student_from_document_teacher(
     return student
 
 
+def _as_segment_classifier(teacher: DocumentClassifier) -> PromoClassifier:
+    """The teacher's encoder and classifier as a :class:`PromoClassifier` (promotional row;
+    the factual row zero), the form :func:`training.modeling.student_from_teacher` takes."""
+    segment_teacher = PromoClassifier(classifier_config(teacher.config))
+    state = {k: v for k, v in teacher.state_dict().items() if not k.startswith("classifier.")}
+    weight, bias = teacher.classifier.weight.detach(), teacher.classifier.bias.detach()
+    state["classifier.weight"] = torch.cat([torch.zeros_like(weight), weight])
+    state["classifier.bias"] = torch.cat([torch.zeros_like(bias), bias])
+    segment_teacher.load_state_dict(state)
+    return segment_teacher
+
+
+def document_student_from_teacher(
+    teacher: DocumentClassifier, num_layers: int
+) -> DocumentClassifier:
+    """A smaller :class:`DocumentClassifier`: ``num_layers`` of the teacher's layers, taken
+    evenly spread, and its classifier. It reads whole documents as the teacher does, which
+    the runtime does not (it encodes each segment alone); see
+    :mod:`training.document_student`."""
+    from training.modeling import student_from_teacher
+
+    encoder = student_from_teacher(_as_segment_classifier(teacher), num_layers)
+    config = BertConfig.from_dict(teacher.config.to_dict())
+    config.num_hidden_layers = num_layers
+    config.student_of_layers = encoder.config.student_of_layers
+    student = DocumentClassifier(config)
+    state = {k: v for k, v in encoder.state_dict().items() if k.startswith("bert.")}
+    state["classifier.weight"] = teacher.classifier.weight.detach().clone()
+    state["classifier.bias"] = teacher.classifier.bias.detach().clone()
+    student.load_state_dict(state)
+    return student
+
+
 def window_dataset(tokenizer, documents: Sequence, targets: Sequence[Sequence[float]]):
     """The teacher's training rows: one per window of ``documents`` (corpus documents),
     with one label per segment from ``targets`` (:data:`UNLABELED` for none)."""
+    texts = [[segment.text for segment in document.segments] for document in documents]
+    return text_window_dataset(tokenizer, texts, targets)
+
+
+def text_window_dataset(
+    tokenizer, texts: Sequence[Sequence[str]], targets: Sequence[Sequence[float]]
+):
+    """:func:`window_dataset` for documents given as their segment texts."""
     from datasets import Dataset
 
-    windows = document_windows(tokenizer, [[s.text for s in d.segments] for d in documents])
+    windows = document_windows(tokenizer, texts)
     return Dataset.from_dict(
         {
             "input_ids": [w.input_ids for w in windows],
