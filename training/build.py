@@ -49,8 +49,11 @@ REPO = Path(__file__).resolve().parents[1]
 DEFAULT_OUTPUT = REPO / "models" / "default"
 # the teacher's checkpoint under the work directory
 TEACHER_DIR = "document-teacher"
-# the distillation documents: texts, gold labels and the teacher's probabilities
+# the distillation documents: texts, gold labels and the teacher's probabilities (with
+# another number of generated variants per train document than the historical 6, the
+# number is added: distill_teacher-12.json)
 DISTILL_FILE = "distill_teacher.json"
+HISTORICAL_DISTILL_PER_DOCUMENT = 6
 # the gold weight of the students built before it was an option: their directories carry no
 # suffix for it
 HISTORICAL_GOLD_WEIGHT = 0.5
@@ -138,7 +141,18 @@ class BuildConfig:
         context = f"-context{layers}" if layers != 1 else ""
         weight = self.distill_gold_weight
         gold = f"-gold{weight:g}" if weight != HISTORICAL_GOLD_WEIGHT else ""
-        return f"document-student-{self.student_layers}{width}{context}{gold}"
+        variants = self.distill_per_document
+        distill = f"-distill{variants}" if variants != HISTORICAL_DISTILL_PER_DOCUMENT else ""
+        return f"document-student-{self.student_layers}{width}{context}{gold}{distill}"
+
+    @property
+    def distill_file(self) -> Path:
+        """The distillation targets (:data:`DISTILL_FILE`) for this build's number of
+        generated variants per train document."""
+        variants = self.distill_per_document
+        if variants == HISTORICAL_DISTILL_PER_DOCUMENT:
+            return self.work_dir / DISTILL_FILE
+        return self.work_dir / f"{Path(DISTILL_FILE).stem}-{variants}.json"
 
     @property
     def export_dir(self) -> Path:
@@ -298,7 +312,7 @@ def stage_targets(config: BuildConfig, teacher_dir: Path) -> Path:
     (:data:`UNLABELED` for ambiguous ones) and the teacher's probability."""
     from training.document_model import DocumentClassifier, gold_targets, predict_documents
 
-    target = config.work_dir / DISTILL_FILE
+    target = config.distill_file
     if target.is_file():
         saved = json.loads(target.read_text()).get("train_split")
         _check_resumed_split(config, "distillation targets", target, saved)
@@ -681,8 +695,13 @@ LEXICAL_WEIGHT_GRID = (0.0, 0.3, 0.4, 0.5, 0.6, 0.7)
 
 
 def _stage_key(config: BuildConfig, name: str) -> str:
-    """The student and its export are timed per student: several may share a work directory."""
-    return f"{name}:{config.student_name}" if name in ("student", "export") else name
+    """The student and its export are timed per student, the targets per file: several may
+    share a work directory."""
+    if name in ("student", "export"):
+        return f"{name}:{config.student_name}"
+    if name == "targets" and config.distill_file.name != DISTILL_FILE:
+        return f"{name}:{config.distill_file.name}"
+    return name
 
 
 def _timed(config: BuildConfig, name: str, stage, *args):
@@ -747,6 +766,10 @@ TUNABLE: dict[str, tuple[type, str | None]] = {
         "layers of the transformer over each document's segment vectors",
     ),
     "student_epochs": (float, "passes of the student over the distillation documents"),
+    "distill_per_document": (
+        int,
+        "generated variants per train document that the teacher scores for the student",
+    ),
     "distill_gold_weight": (
         float,
         "share of the gold label in each distillation target (the rest: the teacher's)",

@@ -26,7 +26,6 @@ from functools import partial
 from pathlib import Path
 
 from training.build import (
-    DISTILL_FILE,
     TEACHER_DIR,
     BuildConfig,
     _load_tokenizer,
@@ -54,7 +53,7 @@ def distil_document_student(config: BuildConfig, layers: int, epochs: float) -> 
     if (target / "config.json").is_file():
         return target
     teacher_dir = config.work_dir / TEACHER_DIR
-    for needed in (teacher_dir / "config.json", config.work_dir / DISTILL_FILE):
+    for needed in (teacher_dir / "config.json", config.distill_file):
         if not needed.is_file():
             raise FileNotFoundError(
                 f"{needed} is missing: run `python -m training build-default --work-dir "
@@ -62,7 +61,7 @@ def distil_document_student(config: BuildConfig, layers: int, epochs: float) -> 
             )
     teacher = DocumentClassifier.from_pretrained(teacher_dir, local_files_only=True)
     tokenizer = _load_tokenizer(teacher_dir)
-    data = json.loads((config.work_dir / DISTILL_FILE).read_text())
+    data = json.loads(config.distill_file.read_text())
     targets = blend_targets(data["gold"], data["teacher"], config.distill_gold_weight)
     train = text_window_dataset(tokenizer, data["texts"], targets)
     dev_documents = read_documents(config.dev)
