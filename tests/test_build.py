@@ -536,3 +536,33 @@ def test_the_build_command_reports_a_stale_stage_without_a_traceback(
     monkeypatch.setattr(build, "build_default", stale)
     assert build.main(["--work-dir", str(tmp_path), "--quiet"]) == 1
     assert capsys.readouterr().err == f"error: {tmp_path}/document-teacher: the teacher was built\n"
+
+
+def test_targets_and_student_made_from_another_teacher_or_targets_are_not_resumed(
+    smoke_build: Path, converted: Path, tmp_path: Path
+) -> None:
+    from training.build import (
+        TEACHER_DIR,
+        BuildConfig,
+        StaleStageError,
+        stage_student,
+        stage_targets,
+    )
+
+    work = _smoke_copy(smoke_build, tmp_path)
+    config = BuildConfig.for_smoke(work, tmp_path / "model", base_model=str(converted))
+    teacher, targets = work / TEACHER_DIR, config.distill_file
+    student = work / config.student_name
+    # as saved: both resume
+    assert stage_targets(config, teacher) == targets
+    assert stage_student(config, teacher, targets) == student
+    # targets of a teacher since trained again (here: its record says another teacher)
+    saved = json.loads(targets.read_text())
+    assert set(saved["made_from"]) == {"teacher"}
+    saved["made_from"]["teacher"] = "0" * 64
+    targets.write_text(json.dumps(saved))
+    with pytest.raises(StaleStageError, match="targets was made from another teacher"):
+        stage_targets(config, teacher)
+    # and the student no longer matches the targets file it was distilled on
+    with pytest.raises(StaleStageError, match="student was made from another distillation"):
+        stage_student(config, teacher, targets)

@@ -300,8 +300,26 @@ def _check_resumed_split(config: BuildConfig, stage: str, saved: Path, record: d
     )
 
 
+def _check_made_from(stage: str, saved: Path, recorded: dict | None, current: dict[str, str]):
+    """Refuse to resume ``stage`` from ``saved`` if it was made from another version of one
+    of its inputs (``current``: input name to sha256) than the work directory holds now, as
+    after the teacher was deleted and trained again; a stage saved before builds recorded
+    its inputs resumes as it is."""
+    changed = [name for name, sha in current.items() if (recorded or {}).get(name, sha) != sha]
+    if changed:
+        raise StaleStageError(
+            f"{saved}: the {stage} was made from another {changed[0]} than the one in the "
+            f"work directory now. To go on, delete {saved} to make it again; or use a new "
+            "--work-dir."
+        )
+
+
+def _weights_sha256(checkpoint: Path) -> str:
+    return sha256_file(checkpoint / "model.safetensors")
+
+
 def saved_split_record(checkpoint: Path) -> dict | None:
-    """The train split the teacher or student saved in ``checkpoint`` was trained on
+    """The train split the base, teacher or student saved in ``checkpoint`` was made from
     (:func:`split_record`), or None for one saved before builds recorded it."""
     path = checkpoint / SPLIT_RECORD_FILE
     return json.loads(path.read_text()) if path.is_file() else None
@@ -313,9 +331,11 @@ def stage_targets(config: BuildConfig, teacher_dir: Path) -> Path:
     from training.document_model import DocumentClassifier, gold_targets, predict_documents
 
     target = config.distill_file
+    made_from = {"teacher": _weights_sha256(teacher_dir)}
     if target.is_file():
-        saved = json.loads(target.read_text()).get("train_split")
-        _check_resumed_split(config, "distillation targets", target, saved)
+        saved = json.loads(target.read_text())
+        _check_resumed_split(config, "distillation targets", target, saved.get("train_split"))
+        _check_made_from("distillation targets", target, saved.get("made_from"), made_from)
         return target
     documents = _train_documents(config, config.distill_per_document, 14)
     texts = [[segment.text for segment in document.segments] for document in documents]
@@ -327,6 +347,7 @@ def stage_targets(config: BuildConfig, teacher_dir: Path) -> Path:
         "gold": gold_targets(documents),
         "teacher": [[float(p) for p in scores] for scores in soft],
         "train_split": split_record(config),
+        "made_from": made_from,
     }
     partial_file = target.with_suffix(".partial")
     partial_file.write_text(json.dumps(content))
@@ -365,8 +386,11 @@ def stage_student(config: BuildConfig, teacher_dir: Path, targets_file: Path) ->
     from training.train import run_trainer
 
     target = config.work_dir / config.student_name
+    made_from = {"distillation targets": sha256_file(targets_file)}
     if (target / "config.json").is_file():
-        _check_resumed_split(config, "student", target, saved_split_record(target))
+        record = saved_split_record(target)
+        _check_resumed_split(config, "student", target, record)
+        _check_made_from("student", target, (record or {}).get("made_from"), made_from)
         return target
     teacher = DocumentClassifier.from_pretrained(teacher_dir, local_files_only=True)
     student = student_from_document_teacher(
@@ -396,7 +420,7 @@ def stage_student(config: BuildConfig, teacher_dir: Path, targets_file: Path) ->
     student = run_trainer(student, train, dev, collator, args, remove_unused_columns=False)
     student.save_pretrained(target)
     tokenizer.save_pretrained(target)
-    _write_json(target / SPLIT_RECORD_FILE, split_record(config))
+    _write_json(target / SPLIT_RECORD_FILE, {**split_record(config), "made_from": made_from})
     return target
 
 
@@ -415,7 +439,7 @@ def stage_export(config: BuildConfig, student_dir: Path) -> Path:
     from training.parity import parity_problems, parity_report
 
     target = config.export_dir
-    source = {"student_weights_sha256": sha256_file(student_dir / "model.safetensors")}
+    source = {"student_weights_sha256": _weights_sha256(student_dir)}
     if (target / "parity.json").is_file():
         saved = target / EXPORT_SOURCE_FILE
         # exports from before the record resume as they are
