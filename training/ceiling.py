@@ -83,6 +83,25 @@ def teacher_scorer(directory: Path) -> DocumentScorer:
     return score
 
 
+def checkpoint_report(checkpoint: Path, config: BuildConfig) -> dict:
+    """:func:`ceiling` of a document-reading checkpoint on the build's dev, test and hard
+    splits, at the threshold the build's rule picks on dev."""
+    return ceiling(
+        teacher_scorer(checkpoint),
+        read_documents(config.dev),
+        {"test": read_documents(config.test), "test-hard": read_documents(config.test_hard)},
+        config.precision_target,
+    )
+
+
+def write_report(report: dict, path: Path | None) -> None:
+    """Print ``report`` as JSON, and write it to ``path`` as well where one is given."""
+    text = json.dumps(report, indent=2)
+    print(text)
+    if path:
+        path.write_text(text + "\n", encoding="utf-8")
+
+
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="python -m training.ceiling",
@@ -98,18 +117,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not (args.teacher / "config.json").is_file():
         print(f"error: {args.teacher}: no config.json, not a checkpoint directory", file=sys.stderr)
         return 2
-    config = BuildConfig(progress=False)
-    report = ceiling(
-        teacher_scorer(args.teacher),
-        read_documents(config.dev),
-        {"test": read_documents(config.test), "test-hard": read_documents(config.test_hard)},
-        config.precision_target,
-    )
-    report["teacher"] = str(args.teacher)
-    text = json.dumps(report, indent=2)
-    print(text)
-    if args.report:
-        args.report.write_text(text + "\n", encoding="utf-8")
+    report = checkpoint_report(args.teacher, BuildConfig(progress=False))
+    write_report({**report, "teacher": str(args.teacher)}, args.report)
     return 0
 
 

@@ -31,7 +31,7 @@ from training.build import (
     _load_tokenizer,
     blend_targets,
 )
-from training.ceiling import ceiling, teacher_scorer
+from training.ceiling import checkpoint_report, write_report
 from training.corpus import read_documents
 
 
@@ -101,17 +101,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except FileNotFoundError as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
-    report = ceiling(
-        teacher_scorer(student),
-        read_documents(config.dev),
-        {"test": read_documents(config.test), "test-hard": read_documents(config.test_hard)},
-        config.precision_target,
-    )
-    report["student"] = str(student)
-    text = json.dumps(report, indent=2)
-    print(text)
-    if args.report:
-        args.report.write_text(text + "\n", encoding="utf-8")
+    write_report({**checkpoint_report(student, config), "student": str(student)}, args.report)
     return 0
 
 
