@@ -112,9 +112,15 @@ def test_hard_subset_stays_above_the_floor(reports) -> None:
     assert reports["test-hard"]["segment"]["f1"] >= F1_FLOOR_HARD
 
 
+# One test per target: a model that reaches one target and not the other must still fail
+# the run, so that the floor of the target it reached is raised.
 @pytest.mark.xfail(strict=True, reason=NOT_YET)
 def test_target_f1_on_the_test_split(reports) -> None:
     assert reports["test"]["segment"]["f1"] >= F1_TARGET_TEST
+
+
+@pytest.mark.xfail(strict=True, reason=NOT_YET)
+def test_target_character_f1_on_the_test_split(reports) -> None:
     assert reports["test"]["characters"]["f1"] >= CHAR_F1_TARGET
 
 
