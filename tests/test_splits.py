@@ -52,8 +52,8 @@ def test_committed_splits_are_current_and_leak_free():
 def test_no_document_or_near_duplicate_crosses_splits(committed):
     assert leaks(committed) == []
     ids = [d.id for name in FRACTIONS for d in committed[name]]
-    documents, train_only = read_handwritten()
-    assert len(ids) == len(set(ids)) == len(documents) + len(train_only)
+    documents, fixed = read_handwritten()
+    assert len(ids) == len(set(ids)) == len(documents) + sum(map(len, fixed.values()))
 
 
 def test_dev_and_test_hold_only_handwritten_documents(committed):
@@ -64,9 +64,9 @@ def test_dev_and_test_hold_only_handwritten_documents(committed):
 def test_hand_written_documents_use_the_metadata_vocabularies():
     """The evaluation breaks figures down by style, register and kind; a misspelt value would
     open a group of its own."""
-    documents, train_only = read_handwritten()
+    documents, fixed = read_handwritten()
     problems = []
-    for document in [*documents, *train_only]:
+    for document in [*documents, *(d for chosen in fixed.values() for d in chosen)]:
         if document.source != "handwritten" or not document.topic:
             problems.append(f"{document.id}: source {document.source!r}, topic {document.topic!r}")
         if document.style not in STYLES or not set(document.register) <= set(REGISTERS):
@@ -143,38 +143,45 @@ def _distinct_documents(prefix: str, count: int) -> list[Document]:
     ]
 
 
-def test_train_only_documents_join_train_and_move_nothing_else():
+@pytest.mark.parametrize("split", ["train", "dev"])
+def test_fixed_documents_join_their_split_and_move_nothing_else(split):
     documents = _distinct_documents("r", 20)
     extra = _distinct_documents("s", 5)
     before = make_splits(documents)
-    after = make_splits(documents, train_only=extra)
-    for name in ("dev", "test", "test-hard"):
+    after = make_splits(documents, fixed={split: extra})
+    for name in {"train", "dev", "test", "test-hard"} - {split}:
         assert after[name] == before[name]
-    assert sorted(d.id for d in after["train"]) == sorted(
-        [d.id for d in before["train"]] + [d.id for d in extra]
+    assert sorted(d.id for d in after[split]) == sorted(
+        [d.id for d in before[split]] + [d.id for d in extra]
     )
 
 
-def test_a_train_only_near_duplicate_of_a_test_document_is_a_leak():
+def test_fixed_documents_under_an_unknown_split_are_refused():
+    with pytest.raises(ValueError, match=r"no split named \['validation'\]"):
+        make_splits(_distinct_documents("r", 5), fixed={"validation": _distinct_documents("s", 1)})
+
+
+@pytest.mark.parametrize("split", ["train", "dev"])
+def test_a_fixed_near_duplicate_of_a_test_document_is_a_leak(split):
     documents = _distinct_documents("r", 20)
     test_document = make_splits(documents)["test"][0]
     copy = doc("s-copy", test_document.segments[0].text + " heute")
-    problems = leaks(make_splits(documents, train_only=[copy]))
+    problems = leaks(make_splits(documents, fixed={split: [copy]}))
     assert len(problems) == 1
-    assert f"{test_document.id} (test)" in problems[0] and "s-copy (train)" in problems[0]
+    assert f"{test_document.id} (test)" in problems[0] and f"s-copy ({split})" in problems[0]
 
 
-def test_a_document_id_in_both_directories_is_refused(tmp_path):
+def test_a_document_id_in_two_directories_is_refused(tmp_path):
     write_documents(tmp_path / "split" / "a.jsonl", _distinct_documents("r", 3))
-    write_documents(tmp_path / "train" / "b.jsonl", _distinct_documents("r", 1))
+    write_documents(tmp_path / "dev" / "b.jsonl", _distinct_documents("r", 1))
     with pytest.raises(ValueError, match=r"\['r-0'\]"):
-        read_handwritten(tmp_path / "split", tmp_path / "train")
+        read_handwritten(tmp_path / "split", {"dev": tmp_path / "dev"})
 
 
-def test_read_handwritten_reads_the_train_only_directory_when_there_is_one(tmp_path):
+def test_read_handwritten_reads_each_fixed_directory_that_exists(tmp_path):
     write_documents(tmp_path / "split" / "a.jsonl", _distinct_documents("r", 3))
-    documents, train_only = read_handwritten(tmp_path / "split", tmp_path / "missing")
-    assert [d.id for d in documents] == ["r-0", "r-1", "r-2"] and train_only == []
-    write_documents(tmp_path / "train" / "b.jsonl", _distinct_documents("s", 2))
-    _, train_only = read_handwritten(tmp_path / "split", tmp_path / "train")
-    assert [d.id for d in train_only] == ["s-0", "s-1"]
+    write_documents(tmp_path / "dev" / "b.jsonl", _distinct_documents("s", 2))
+    directories = {"train": tmp_path / "missing", "dev": tmp_path / "dev"}
+    documents, fixed = read_handwritten(tmp_path / "split", directories)
+    assert [d.id for d in documents] == ["r-0", "r-1", "r-2"]
+    assert fixed["train"] == [] and [d.id for d in fixed["dev"]] == ["s-0", "s-1"]

@@ -8,11 +8,12 @@ seeded hash within each source prefix (the part of the id before the first
 dash), so every topic area is spread over the three splits and the split is
 the same on every run.
 
-Documents in ``handwritten-train/`` go to train only. They were written after dev and
-test were fixed, to grow the training data without moving an evaluation document: the
-figures of earlier models stay comparable, and the annotators' labels (``agreement/``)
-keep covering the test split. None of them may be a near-duplicate of a dev or test
-document; the leak check names any that is.
+Documents in ``handwritten-train/`` go to train only, and those in ``handwritten-dev/`` to
+dev only. They were written after the three splits were fixed, to grow the training data
+and the dev split that chooses the threshold, without moving any other document: the test
+split (and its pinned sha256) stays as it was, the figures of earlier models stay
+comparable, and the annotators' labels (``agreement/``) keep covering it. None of them may
+be a near-duplicate of a document in another split; the leak check names any that is.
 
     python -m training.split            # write the splits and refresh the dataset card
     python -m training.split --check    # verify that the committed splits are current
@@ -27,7 +28,7 @@ import re
 import sys
 import unicodedata
 from collections import Counter, defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 
 from training.corpus import (
@@ -41,7 +42,11 @@ from training.corpus import (
 
 DATA_DIR = Path(__file__).parent / "data"
 HANDWRITTEN_DIR = DATA_DIR / "handwritten"
-TRAIN_ONLY_DIR = DATA_DIR / "handwritten-train"
+# documents written after the split was fixed, each directory feeding one split only
+FIXED_SPLIT_DIRS = {
+    "train": DATA_DIR / "handwritten-train",
+    "dev": DATA_DIR / "handwritten-dev",
+}
 SPLITS_DIR = DATA_DIR / "splits"
 CARD = DATA_DIR / "README.md"
 DEFAULT_SEED = 13
@@ -173,27 +178,41 @@ def _refuse_id_clashes(documents: Sequence[Document]) -> None:
 
 
 def read_handwritten(
-    directory: Path = HANDWRITTEN_DIR, train_only_directory: Path = TRAIN_ONLY_DIR
-) -> tuple[list[Document], list[Document]]:
-    """The documents to split, and those that go to train only (none when the train-only
-    directory does not exist)."""
+    directory: Path = HANDWRITTEN_DIR,
+    fixed_directories: Mapping[str, Path] = FIXED_SPLIT_DIRS,
+) -> tuple[list[Document], dict[str, list[Document]]]:
+    """The documents to split, and per split name those that go to that split only (none
+    for a directory that does not exist)."""
     documents = _read_directory(directory)
-    train_only = _read_directory(train_only_directory) if train_only_directory.is_dir() else []
-    _refuse_id_clashes([*documents, *train_only])
-    return documents, train_only
+    fixed = {
+        name: _read_directory(path) if path.is_dir() else []
+        for name, path in fixed_directories.items()
+    }
+    _refuse_id_clashes([*documents, *_chained(fixed)])
+    return documents, fixed
+
+
+def _chained(fixed: Mapping[str, Sequence[Document]]) -> list[Document]:
+    return [document for documents in fixed.values() for document in documents]
 
 
 def make_splits(
     documents: Sequence[Document],
     seed: int = DEFAULT_SEED,
-    train_only: Sequence[Document] = (),
+    fixed: Mapping[str, Sequence[Document]] | None = None,
 ) -> dict[str, list[Document]]:
-    """Split ``documents`` by hash; ``train_only`` joins train and moves nothing else."""
-    _refuse_id_clashes([*documents, *train_only])
+    """Split ``documents`` by hash; the documents in ``fixed`` join the split they are
+    filed under and move nothing else."""
+    fixed = fixed or {}
+    unknown = sorted(set(fixed) - set(FRACTIONS))
+    if unknown:
+        raise ValueError(f"no split named {unknown}; the splits are {list(FRACTIONS)}")
+    extra = _chained(fixed)
+    _refuse_id_clashes([*documents, *extra])
     assignment = assign_splits(documents, seed)
-    assignment.update({document.id: "train" for document in train_only})
+    assignment.update({d.id: name for name, chosen in fixed.items() for d in chosen})
     splits: dict[str, list[Document]] = {name: [] for name in FRACTIONS}
-    for document in sorted([*documents, *train_only], key=lambda d: d.id):
+    for document in sorted([*documents, *extra], key=lambda d: d.id):
         splits[assignment[document.id]].append(document)
     splits["test-hard"] = [d for d in splits["test"] if is_hard(d)]
     return splits
@@ -285,8 +304,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     from training.generate import generate_variants
 
     args = parse_args(argv)
-    documents, train_only = read_handwritten()
-    splits = make_splits(documents, args.seed, train_only)
+    documents, fixed = read_handwritten()
+    splits = make_splits(documents, args.seed, fixed)
     problems = leaks(splits)
     for problem in problems:
         print(f"leak: {problem}", file=sys.stderr)
