@@ -1,11 +1,11 @@
-"""Fitting the context head: it must learn what only the neighbours tell."""
+"""What the build fits heads on: embeddings split by document, and the gold labels."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from training.context import document_rows, fit_context_head
+from training.context import document_rows, fit_targets
 from training.corpus import Document, Segment
 
 
@@ -20,46 +20,28 @@ def document(*segments: tuple[str, str], name: str = "doc") -> Document:
     return Document(name, "test", tuple(Segment(text, label) for text, label in segments))
 
 
-def teaser_documents() -> list[Document]:
-    """A teaser ("Was tun?") is promotional only before a "Gratis" line; alone it is not."""
-    documents = []
-    for number in range(40):
-        documents.append(
-            document(
-                ("Der Kurs stieg.", "factual"),
-                (f"Was tun? {number}", "promotional"),
-                ("Gratis-Report sichern!", "promotional"),
-                name=f"promo-{number}",
-            )
-        )
-        documents.append(
-            document(
-                ("Der Kurs stieg.", "factual"),
-                (f"Was tun? {number}", "factual"),
-                ("Die Antwort kam am Abend.", "factual"),
-                ("Unklar.", "ambiguous"),
-                name=f"plain-{number}",
-            )
-        )
-    return documents
-
-
-def test_the_fitted_head_reads_the_next_segment():
-    model = MarkedEmbeddings()
-    documents = teaser_documents()
-    head = fit_context_head(model, documents, c=10.0)
-    before_offer, before_answer = document_rows(model, documents[:2])
-    assert head.in_document(before_offer)[1] > 0.5 > head.in_document(before_answer)[1]
-    # on its own the teaser has nothing to go by: the same score in both documents
-    assert head.alone(before_offer[1:2]) == pytest.approx(head.alone(before_answer[1:2]))
-
-
 def test_document_rows_split_one_call_by_document():
-    rows = document_rows(MarkedEmbeddings(), teaser_documents()[:3])
-    assert [len(r) for r in rows] == [3, 4, 3]
+    documents = [
+        document(("Der Kurs stieg.", "factual"), ("Gratis-Report!", "promotional")),
+        document(("Unklar.", "ambiguous")),
+        document(("Die Antwort kam.", "factual"), ("Gratis!", "promotional"), ("Ende.", "factual")),
+    ]
+    rows = document_rows(MarkedEmbeddings(), documents)
+    assert [len(r) for r in rows] == [2, 1, 3]
+    np.testing.assert_array_equal(rows[2], [[0.0, 1.0], [1.0, 0.0], [0.0, 1.0]])
+
+
+def test_fit_targets_leave_ambiguous_segments_out():
+    documents = [
+        document(("Der Kurs stieg.", "factual"), ("Unklar.", "ambiguous")),
+        document(("Gratis-Report!", "promotional")),
+    ]
+    known, target = fit_targets(documents, "a head")
+    assert known.tolist() == [True, False, True]
+    assert target.tolist() == [False, True]
 
 
 def test_fitting_needs_both_labels():
     only_factual = [document(("Der Kurs stieg.", "factual"), ("Ende.", "factual"))]
-    with pytest.raises(ValueError, match="promotional and factual"):
-        fit_context_head(MarkedEmbeddings(), only_factual)
+    with pytest.raises(ValueError, match="fitting a head needs promotional and factual"):
+        fit_targets(only_factual, "a head")
