@@ -452,18 +452,6 @@ def load_head(path: str | Path) -> ContextHead | DocumentHead | MixtureHead:
         raise ValueError(f"{path}: {error}") from error
 
 
-def neighbour_features(rows: np.ndarray, window: int) -> np.ndarray:
-    """``[e_i, e_{i-1}, has_{i-1}, e_{i+1}, has_{i+1}, ...]`` for each row of one document,
-    shape ``(n, (1 + 2 * window) * dim + 2 * window)``: what a :class:`ContextHead` weighs."""
-    rows = np.asarray(rows)
-    parts = [rows.astype(np.float64)]
-    for offset in range(1, window + 1):
-        for neighbour in (-offset, offset):
-            shifted, present = _shift(rows, neighbour)
-            parts += [shifted, present[:, None]]
-    return np.hstack(parts)
-
-
 def _shift(values: np.ndarray, offset: int) -> tuple[np.ndarray, np.ndarray]:
     """``values`` moved so row ``i`` holds row ``i + offset`` (zeros past either end), and a
     float mask of the rows that have such a neighbour."""

@@ -16,10 +16,25 @@ from promofilter.context import (
     MixtureHead,
     SegmentOnly,
     load_head,
-    neighbour_features,
 )
 from promofilter.lexical import CHAR_NGRAMS_FILE
 from promofilter.model import ModelLoadError, PromoFilter
+
+
+def neighbour_features(rows: np.ndarray, window: int) -> np.ndarray:
+    """``[e_i, e_{i-1}, has_{i-1}, e_{i+1}, has_{i+1}, ...]`` for each row of one document,
+    written out row by row: the layout a :class:`ContextHead` weighs, to check it against."""
+    rows = np.asarray(rows, dtype=np.float64)
+    count = len(rows)
+    parts = [rows]
+    for offset in range(1, window + 1):
+        for neighbour in (-offset, offset):
+            shifted, present = np.zeros_like(rows), np.zeros((count, 1))
+            for i in range(count):
+                if 0 <= i + neighbour < count:
+                    shifted[i], present[i] = rows[i + neighbour], 1.0
+            parts += [shifted, present]
+    return np.hstack(parts)
 
 
 def random_head(dim: int, window: int, seed: int = 0) -> ContextHead:
