@@ -31,7 +31,8 @@ F1_FLOOR_HARD = 0.95
 CHAR_F1_FLOOR = 0.935
 # The hard subset must stay this far ahead of the TF-IDF baseline fitted on the same train
 # split (0.953 vs 0.920). It was 0.04 until the 80 train documents of 2026-12-08 lifted
-# TF-IDF from 0.911 to 0.920 more than the model; issue 3 asks for 5 points, a target below
+# TF-IDF there from 0.911 to 0.920 while the model went from 0.957 to 0.953; issue 3 asks
+# for 5 points, a target below
 MARGIN_FLOOR_OVER_TFIDF_HARD = 0.03
 # What a shipped cascade may cost against the encoder run on every segment (a model of
 # 2026-12-07 gained: test F1 0.959 -> 0.961; the model before the current one shipped
