@@ -280,8 +280,10 @@ def _add_serve_parser(commands: Any, formatter: type[argparse.HelpFormatter]) ->
     serve = commands.add_parser(
         "serve",
         help="run the HTTP service (POST /v1/classify, /v1/analyze, /v1/moderate)",
-        description="Run the moderation service with uvicorn. Every option is also read from "
-        "the PROMOFILTER_* environment variable named after it (the options win). The bearer "
+        description="Run the moderation service with uvicorn. Every option of the app (not "
+        "--host, --port, --workers, --drain-timeout and --log-level, which are the server's) "
+        "is also read from the PROMOFILTER_* environment variable named after it, "
+        "--no-cascade from PROMOFILTER_CASCADE=false (the options win). The bearer "
         "token comes from --token-file or PROMOFILTER_TOKEN; with one set, every endpoint but "
         "/healthz and /readyz answers 401 without it.",
         epilog=SERVE_HINT,
@@ -861,7 +863,11 @@ def _serve(args: argparse.Namespace) -> int:
     try:
         settings = Settings.from_env({**os.environ, **env})
     except SettingsError as error:
-        _error(str(error))
+        if error.variable in env:  # the value came from an option: name the option
+            option = "--" + error.variable.removeprefix("PROMOFILTER_").lower().replace("_", "-")
+            _error(f"{option}: {error.problem}")
+        else:
+            _error(str(error))
         return EXIT_USAGE
     drain = settings.request_timeout + 5 if args.drain_timeout is None else args.drain_timeout
     if drain <= settings.request_timeout:

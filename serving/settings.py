@@ -2,7 +2,8 @@
 
 uvicorn starts each worker by importing ``promofilter.service:create_app``; a factory called
 without arguments can only learn its settings from the environment, which every worker
-inherits. ``promofilter serve`` turns its options into these variables (:meth:`to_env`).
+inherits. ``promofilter serve`` turns its options into these variables
+(``promofilter.cli.serve_environment``).
 This module imports neither FastAPI nor the model, so the command line can check the
 settings before it starts anything.
 """
@@ -38,16 +39,22 @@ DEFAULT_REQUEST_TIMEOUT = 10.0
 
 
 class SettingsError(ValueError):
-    """A setting has a value the service cannot use; the message names the variable."""
+    """A setting has a value the service cannot use; the message starts with the variable's
+    name, which :attr:`variable` holds, so that the command line can name its option."""
+
+    def __init__(self, variable: str, problem: str) -> None:
+        super().__init__(f"{variable}: {problem}")
+        self.variable = variable
+        self.problem = problem
 
 
 def _read_token_file(path: str) -> str:
     try:
         token = Path(path).expanduser().read_text(encoding="utf-8").strip()
     except (OSError, UnicodeDecodeError) as error:
-        raise SettingsError(f"PROMOFILTER_TOKEN_FILE: cannot read {path} ({error})") from error
+        raise SettingsError("PROMOFILTER_TOKEN_FILE", f"cannot read {path} ({error})") from error
     if not token:
-        raise SettingsError(f"PROMOFILTER_TOKEN_FILE: {path} is empty")
+        raise SettingsError("PROMOFILTER_TOKEN_FILE", f"{path} is empty")
     return token
 
 
@@ -55,9 +62,9 @@ def _positive_int(name: str, text: str) -> int:
     try:
         value = int(text)
     except ValueError:
-        raise SettingsError(f"{name}: not an integer: {text!r}") from None
+        raise SettingsError(name, f"not an integer: {text!r}") from None
     if value < 1:
-        raise SettingsError(f"{name}: must be at least 1, got {value}")
+        raise SettingsError(name, f"must be at least 1, got {value}")
     return value
 
 
@@ -65,16 +72,17 @@ def _number(name: str, text: str, low: float, high: float = math.inf) -> float:
     try:
         value = float(text)
     except ValueError:
-        raise SettingsError(f"{name}: not a number: {text!r}") from None
+        raise SettingsError(name, f"not a number: {text!r}") from None
     if not low <= value <= high:
-        raise SettingsError(f"{name}: must be between {low:g} and {high:g}, got {text}")
+        bounds = f"at least {low:g}" if high == math.inf else f"between {low:g} and {high:g}"
+        raise SettingsError(name, f"must be {bounds}, got {text}")
     return value
 
 
 def _boolean(name: str, text: str) -> bool:
     value = _BOOLEANS.get(text.lower())
     if value is None:
-        raise SettingsError(f"{name}: must be one of {', '.join(_BOOLEANS)}, got {text!r}")
+        raise SettingsError(name, f"must be one of {', '.join(_BOOLEANS)}, got {text!r}")
     return value
 
 

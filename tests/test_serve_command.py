@@ -74,14 +74,22 @@ def test_serve_with_a_model_that_cannot_load_exits_3_before_binding(tmp_path, ca
 @pytest.mark.parametrize(
     ("argv", "message"),
     [
-        (["--token-file", "/nowhere/token"], "PROMOFILTER_TOKEN_FILE: cannot read /nowhere/token"),
+        (["--token-file", "/nowhere/token"], "--token-file: cannot read /nowhere/token"),
         (["--request-timeout", "10", "--drain-timeout", "10"], "must exceed the request timeout"),
-        (["--max-wait-ms", "20000"], "PROMOFILTER_MAX_WAIT_MS: must be between 0 and 10000"),
+        (["--max-wait-ms", "20000"], "--max-wait-ms: must be between 0 and 10000, got 20000"),
+        (["--request-timeout", "0"], "--request-timeout: must be at least 0.001, got 0.0"),
     ],
 )
-def test_bad_serve_settings_exit_2_naming_them(argv, message, capsys):
+def test_bad_serve_options_exit_2_naming_the_option(argv, message, capsys, monkeypatch):
+    monkeypatch.delenv("PROMOFILTER_MAX_WAIT_MS", raising=False)
     assert cli.main(["serve", *argv]) == 2
     assert message in capsys.readouterr().err
+
+
+def test_a_bad_serve_variable_exits_2_naming_the_variable(capsys, monkeypatch):
+    monkeypatch.setenv("PROMOFILTER_MAX_WAIT_MS", "soon")
+    assert cli.main(["serve"]) == 2
+    assert "PROMOFILTER_MAX_WAIT_MS: not a number: 'soon'" in capsys.readouterr().err
 
 
 # --- a real uvicorn process ------------------------------------------------------------------
