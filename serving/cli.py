@@ -33,6 +33,7 @@ from promofilter.io import (
     detect_format,
     error_record,
     record_id,
+    text_problem,
 )
 from promofilter.progress import Progress
 from promofilter.resume import (
@@ -157,8 +158,8 @@ def _record_options() -> argparse.ArgumentParser:
     options.add_argument(
         "--errors",
         metavar="FILE",
-        help="write error records to FILE (JSONL) instead of in line with the output "
-        "(JSONL output) or to stderr (CSV and Parquet output)",
+        help="write error records to FILE (JSONL) instead of in line with the output (an "
+        "_error field; an _error column in CSV and Parquet files; stderr for CSV on stdout)",
     )
     options.add_argument(
         "--strict", action="store_true", help="stop at the first malformed record (exit 1)"
@@ -637,12 +638,15 @@ def _run_ray(args: argparse.Namespace) -> int:
                 num_cpus_per_actor=args.ray_cpus_per_actor,
                 model_batch_size=args.batch_size,
                 cascade=model.cascade is not None,
+                max_chars=args.max_chars,
             )
             run = _open_ray_output(args, model)
-            _write_ray_output(args, scored, run)
+            first_error = _write_ray_output(args, scored, run)
         except ray.exceptions.RayError as error:
-            if run is not None:
-                _discard_output(args.output)  # half an output that no rerun can resume
+            if run is not None:  # half an output that no rerun can resume
+                _discard_output(args.output)
+                if args.errors:
+                    Path(args.errors).unlink(missing_ok=True)
             raise InputError(
                 f"{source}: Ray Data could not read it ({_root_cause(error)}). --engine ray "
                 "needs every record well-formed; --engine local turns each bad record into "
@@ -654,28 +658,46 @@ def _run_ray(args: argparse.Namespace) -> int:
             ray.shutdown()
     if not args.quiet:
         print(_summary(run, 0, time.monotonic() - started), file=sys.stderr)
-    if run.failed:
-        _error(f"{run.failed} record(s) had no text to score and got error records")
-        return EXIT_RECORD_ERRORS
-    return EXIT_OK
+    if first_error is None:
+        return EXIT_OK
+    where = f"{source}, row {first_error.line}: {first_error.error}"
+    if args.strict:
+        _error(f"stopped at the first malformed record ({where})")
+    else:
+        _error(f"{run.failed} malformed record(s) got error records; the first: {where}")
+    return EXIT_RECORD_ERRORS
 
 
-def _write_ray_output(args: argparse.Namespace, scored: Any, run: _Run) -> None:
-    """Write the scored rows in input order; a row without a usable text gets an error record."""
+def _write_ray_output(args: argparse.Namespace, scored: Any, run: _Run) -> Record | None:
+    """Write the scored rows in input order; a row without a usable text gets an error record,
+    in line or in ``--errors``, with the local engine's reason. Returns the first such row
+    (with ``--strict``, the row the job stopped at)."""
     row = 0
+    first_error: Record | None = None
     for batch in scored.iter_batches(batch_format="pyarrow", batch_size=1024):
         output: list[dict[str, Any]] = []
+        errors: list[dict[str, Any]] = []
         for fields in batch.to_pylist():
             row += 1
-            if fields["label"] is None:
-                reason = f"field {args.text_field!r} is missing or not a string"
-                output.append(error_record(Record(row, fields, reason), args.id_field))
-                run.failed += 1
-            else:
+            reason = text_problem(fields, args.text_field, args.max_chars)
+            if reason is None:
                 output.append(fields)
                 run.scored += 1
+                continue
+            record = Record(row, fields, reason)
+            first_error = first_error or record
+            (output if run.errors is None else errors).append(error_record(record, args.id_field))
+            run.failed += 1
+            if args.strict:
+                break
         run.output.write(output)
         run.output.commit()
+        if run.errors is not None:
+            run.errors.write(errors)
+            run.errors.commit()
+        if args.strict and first_error is not None:
+            break
+    return first_error
 
 
 def _root_cause(error: BaseException) -> str:
@@ -701,7 +723,8 @@ def _open_ray_output(args: argparse.Namespace, model: Any) -> _Run:
         output = JsonlSink(Path(args.output))
     else:
         output = PartsSink(Path(args.output), detect_format(args.output, args.output_format))
-    return _Run(args, model, output, errors=None, state=None)
+    errors = JsonlSink(Path(args.errors)) if args.errors else None
+    return _Run(args, model, output, errors, state=None)
 
 
 def _summary(run: _Run, skipped: int, elapsed: float) -> str:

@@ -91,7 +91,8 @@ def _sniff(stream: IO[bytes]) -> str:
     return "jsonl" if head.lstrip(b"\xef\xbb\xbf \t\r\n").startswith(b"{") else "text"
 
 
-def _check_text(fields: dict[str, Any], text_field: str, max_chars: int) -> str | None:
+def text_problem(fields: dict[str, Any], text_field: str, max_chars: int) -> str | None:
+    """Why a record's text cannot be scored (the reason of its error record), or None."""
     if text_field not in fields or fields[text_field] is None:
         return f"missing field {text_field!r}"
     value = fields[text_field]
@@ -160,7 +161,7 @@ class RecordReader:
         reader = {"jsonl": self._jsonl, "csv": self._csv, "text": self._text}[self.format]
         for record in reader():
             if record.error is None and record.fields is not None:
-                record.error = _check_text(record.fields, self.text_field, self.max_chars)
+                record.error = text_problem(record.fields, self.text_field, self.max_chars)
             yield record
 
     def _tell(self) -> None:
@@ -262,7 +263,7 @@ class RecordReader:
             for fields in batch.to_pylist():
                 number += 1
                 self.position = number
-                yield Record(number, fields, _check_text(fields, self.text_field, self.max_chars))
+                yield Record(number, fields, text_problem(fields, self.text_field, self.max_chars))
 
 
 def _has_surrogates(text: str) -> bool:

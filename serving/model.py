@@ -246,7 +246,8 @@ class PromoFilter:
     short segments is not padded to the longest text of the call. Texts longer than the
     model's window are scored in overlapping windows, never truncated. The ONNX Runtime
     session (explicit thread settings) is shared by every instance loaded from the same
-    model file in this process; ``threshold`` and ``batch_size`` belong to the instance.
+    model file with the same ``threads`` in this process; ``threshold`` and ``batch_size``
+    belong to the instance.
     A model with a ``cascade.json`` skips the encoder for texts its character n-grams
     already decide, unless loaded with ``cascade=False`` (see :mod:`promofilter.cascade`).
     """

@@ -37,9 +37,9 @@ class _DocumentActor:
     """A ``map_batches`` class: one model per actor, batches of pyarrow Tables in, the same
     batches out with :meth:`columns` appended.
 
-    Rows whose text is missing or not a string get nulls in every added column: one bad row
-    does not fail a job of millions. An input column of the same name as an added one (a
-    ``label`` of the data's own, say) is replaced in place.
+    Rows whose text is missing, not a string or longer than ``max_chars`` get nulls in every
+    added column: one bad row does not fail a job of millions. An input column of the same
+    name as an added one (a ``label`` of the data's own, say) is replaced in place.
     """
 
     def __init__(
@@ -50,6 +50,7 @@ class _DocumentActor:
         threads: int,
         model_batch_size: int,
         cascade: bool = True,
+        max_chars: int | None = None,
     ) -> None:
         import promofilter
 
@@ -61,6 +62,7 @@ class _DocumentActor:
             cascade=cascade,
         )
         self.text_column = text_column
+        self.max_chars = max_chars
 
     def columns(self) -> dict[str, Any]:
         """The added columns and their pyarrow types, in output order."""
@@ -74,7 +76,7 @@ class _DocumentActor:
         import pyarrow
 
         texts = batch.column(self.text_column).to_pylist()
-        valid = [i for i, text in enumerate(texts) if isinstance(text, str)]
+        valid = [i for i, text in enumerate(texts) if self._scorable(text)]
         columns = self.columns()
         values: dict[str, list[Any]] = {name: [None] * len(texts) for name in columns}
         for index, fields in zip(valid, self.added([texts[i] for i in valid]), strict=True):
@@ -89,6 +91,9 @@ class _DocumentActor:
             else:
                 batch = batch.append_column(name, column)
         return batch
+
+    def _scorable(self, text: Any) -> bool:
+        return isinstance(text, str) and (self.max_chars is None or len(text) <= self.max_chars)
 
 
 class PromoScorer(_DocumentActor):
@@ -140,6 +145,7 @@ def score_dataset(
     num_cpus_per_actor: float = 1,
     model_batch_size: int = DEFAULT_BATCH_SIZE,
     cascade: bool = True,
+    max_chars: int | None = None,
 ) -> Any:
     """``ds`` with ``promo_score`` (P(promotional), 6 places) and ``label`` added per row.
 
@@ -148,6 +154,8 @@ def score_dataset(
     holding one model and ``num_cpus_per_actor`` CPUs, which is also its ONNX Runtime thread
     count. ``model_batch_size`` is the texts per ONNX Runtime call, as ``load(batch_size=)``,
     and ``cascade=False`` runs the encoder on every text, as ``load(cascade=False)``.
+    A text longer than ``max_chars`` characters is not scored: its row gets nulls, as a row
+    without a text does.
     The result is lazy, like every Ray Dataset: write, iterate or materialize it.
     """
     return _map_documents(ds, PromoScorer, **_options(locals()))
@@ -163,6 +171,7 @@ def analyze_dataset(
     num_cpus_per_actor: float = 1,
     model_batch_size: int = DEFAULT_BATCH_SIZE,
     cascade: bool = True,
+    max_chars: int | None = None,
 ) -> Any:
     """``ds`` with each row's text analysed as a document, as ``PromoFilter.analyze``:
     ``segments`` (start, end, label, score, text), ``label``, ``promo_share`` and
@@ -188,6 +197,7 @@ def _map_documents(
     num_cpus_per_actor: float,
     model_batch_size: int,
     cascade: bool,
+    max_chars: int | None,
 ) -> Any:
     import_ray()
     if num_cpus_per_actor <= 0:
@@ -203,6 +213,7 @@ def _map_documents(
             "threads": max(1, math.ceil(num_cpus_per_actor)),
             "model_batch_size": model_batch_size,
             "cascade": cascade,
+            "max_chars": max_chars,
         },
         batch_size=batch_size,
         batch_format="pyarrow",

@@ -192,6 +192,39 @@ def test_a_record_ray_cannot_read_stops_the_job_with_a_clear_error_and_no_output
         assert not output.exists()  # no half output that looks whole
 
 
+def test_the_cli_ray_engine_treats_bad_records_as_the_local_engine(
+    ray_cluster, model_dir, tmp_path, capsys
+):
+    lines = [json.dumps({"id": i, "text": text}) for i, text in enumerate(texts(30))]
+    lines[4] = json.dumps({"id": "no-text"})
+    lines[17] = json.dumps({"id": "too-long", "text": "Der Kurs stieg. " * 20})
+    source = write_lines(tmp_path / "in.jsonl", lines)
+    common = ["--model", str(model_dir), "--max-chars", "200", "--id-field", "id", "-q"]
+    for engine in ("local", "ray"):
+        out, errors = str(tmp_path / f"{engine}.jsonl"), str(tmp_path / f"{engine}-errors.jsonl")
+        argv = ["score", str(source), "-o", out, "--errors", errors, "--engine", engine]
+        assert cli.main([*argv, *common]) == 1
+        assert "the first: " in capsys.readouterr().err
+    local_errors = read_jsonl((tmp_path / "local-errors.jsonl").read_text())
+    assert [e["id"] for e in local_errors] == ["no-text", "too-long"]
+    assert "(--max-chars)" in local_errors[1]["_error"]["reason"]
+    assert read_jsonl((tmp_path / "ray-errors.jsonl").read_text()) == local_errors
+    local = read_jsonl((tmp_path / "local.jsonl").read_text())
+    rows = read_jsonl((tmp_path / "ray.jsonl").read_text())
+    assert [r["id"] for r in rows] == [r["id"] for r in local] and len(rows) == 28
+    assert [r["label"] for r in rows] == [r["label"] for r in local]
+
+    strict = str(tmp_path / "strict.jsonl")
+    argv = ["score", str(source), "-o", strict, "--engine", "ray", "--strict", *common]
+    assert cli.main(argv) == 1
+    assert f"stopped at the first malformed record ({source}, row 5: missing field" in (
+        capsys.readouterr().err
+    )
+    stopped = read_jsonl(Path(strict).read_text())
+    assert [r["id"] for r in stopped] == [0, 1, 2, 3, "no-text"]  # as the local engine stops
+    assert "_error" in stopped[-1]
+
+
 def test_the_cli_ray_engine_refuses_what_it_cannot_do(tmp_path, capsys):
     source = write_lines(tmp_path / "in.jsonl", [json.dumps({"text": "Hallo"})])
     assert cli.main(["score", str(source), "-o", str(tmp_path / "o.jsonl"), "--engine", "ray",
