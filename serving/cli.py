@@ -53,17 +53,20 @@ EXIT_USAGE = 2
 EXIT_MODEL = 3
 EXIT_INTERRUPTED = 130
 
-EXIT_CODES = f"""\
-exit codes:
-  {EXIT_OK}    success
+_RECORD_ERRORS_EXIT = f"""\
   {EXIT_RECORD_ERRORS}    one or more input records were malformed; each got an error record
        {{"_error": {{"line": N, "reason": "..."}}}} and the run went on (with --strict it
        stopped at the first)
+"""
+_OTHER_EXITS = f"""\
   {EXIT_USAGE}    usage or input error: bad arguments, a missing or unreadable input file,
        an unknown format, pyarrow missing for Parquet
   {EXIT_MODEL}    the model could not be loaded (missing, damaged, or fails its sha256 check)
   {EXIT_INTERRUPTED}  interrupted (Ctrl-C)
 """
+EXIT_CODES = f"exit codes:\n  {EXIT_OK}    success\n{_RECORD_ERRORS_EXIT}{_OTHER_EXITS}"
+# clean reads one text: a bad input is a usage error, never an error record
+CLEAN_EXIT_CODES = f"exit codes:\n  {EXIT_OK}    success\n{_OTHER_EXITS}"
 
 FORMAT_HELP = """\
 formats: JSONL (.jsonl, .ndjson, .json), CSV (.csv, with a header row), Parquet (.parquet,
@@ -136,9 +139,6 @@ def _model_options() -> argparse.ArgumentParser:
         help="cap on texts x padded tokens per model call, which bounds memory "
         f"(default: {DEFAULT_MAX_BATCH_TOKENS})",
     )
-    group.add_argument(
-        "--quiet", "-q", action="store_true", help="no progress bar and no run summary"
-    )
     return options
 
 
@@ -148,6 +148,9 @@ def _record_options() -> argparse.ArgumentParser:
         "input", nargs="?", default="-", metavar="INPUT", help="input file; - or none: stdin"
     )
     options.add_argument("-o", "--output", metavar="OUTPUT", help="output file (default: stdout)")
+    options.add_argument(
+        "--quiet", "-q", action="store_true", help="no progress bar and no run summary"
+    )
     options.add_argument(
         "--text-field", default="text", help="the field holding the text (default: text)"
     )
@@ -254,7 +257,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="print a text without its promotional segments",
         description="Print FILE (UTF-8 text) with its promotional segments removed; factual "
         "text stays byte for byte.",
-        epilog=EXIT_CODES,
+        epilog=CLEAN_EXIT_CODES,
         formatter_class=formatter,
     )
     clean.add_argument("file", metavar="FILE", help="a text file, or - for stdin")

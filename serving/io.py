@@ -307,7 +307,11 @@ class RecordWriter:
         target = None if path in (None, "-") else Path(path)
         output_format = detect_format(str(target) if target else None, fmt)
         if output_format not in ("jsonl", "csv", "parquet"):
-            raise InputError(f"cannot write {output_format!r} records; use jsonl, csv or parquet")
+            named = f"{target}: its suffix {target.suffix!r} means" if target and not fmt else ""
+            raise InputError(
+                f"{named or 'the output format is'} {output_format!r}, which cannot hold "
+                "records; write .jsonl, .csv or .parquet, or pass --output-format"
+            )
         if output_format == "parquet":
             _pyarrow_parquet()
             if target is None:

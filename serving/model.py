@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import threading
 from collections.abc import Callable, Iterator, Sequence
@@ -118,23 +119,51 @@ class ModelConfig:
         missing = [key for key in ("id2label", "max_length", "threshold") if key not in raw]
         if missing:
             raise ModelLoadError(f"{path}: missing field(s) {', '.join(missing)}")
-        id2label = {int(index): str(label) for index, label in raw["id2label"].items()}
+        try:
+            id2label = {int(index): str(label) for index, label in raw["id2label"].items()}
+        except (AttributeError, TypeError, ValueError):
+            raise ModelLoadError(
+                f"{path}: id2label must map class indices to labels, got {raw['id2label']!r}"
+            ) from None
         if PROMOTIONAL not in id2label.values():
             raise ModelLoadError(f"{path}: id2label has no {PROMOTIONAL!r} label")
-        if int(raw["max_length"]) < 3:
-            raise ModelLoadError(f"{path}: max_length must be at least 3")
+        max_length = _config_number(path, raw, "max_length", int, low=3)
         return cls(
             id2label=id2label,
-            max_length=int(raw["max_length"]),
-            threshold=float(raw["threshold"]),
+            max_length=int(max_length),
+            threshold=_config_number(path, raw, "threshold", float, low=0.0, high=1.0),
             model_sha256=raw.get("model_sha256"),
             context_head_sha256=raw.get("context_head_sha256"),
             char_ngrams_sha256=raw.get("char_ngrams_sha256"),
             cascade_sha256=raw.get("cascade_sha256"),
-            split_confidence=float(raw.get("split_confidence", 0.0)),
-            pad_token_id=int(raw.get("pad_token_id", 0)),
+            split_confidence=_config_number(path, raw, "split_confidence", float, 0.0, 0.0, 1.0),
+            pad_token_id=int(_config_number(path, raw, "pad_token_id", int, 0, low=0)),
             raw=raw,
         )
+
+
+def _config_number(
+    path: Path,
+    raw: dict[str, Any],
+    key: str,
+    kind: type[int] | type[float],
+    default: float | None = None,
+    low: float = -math.inf,
+    high: float = math.inf,
+) -> float:
+    """``raw[key]`` (or ``default``) as ``kind``, or a :class:`ModelLoadError` naming the field."""
+    value = raw.get(key, default)
+    try:
+        number = kind(value)
+    except (TypeError, ValueError):
+        number = math.nan
+    if isinstance(value, bool) or not low <= number <= high:
+        bounds = f"at least {low:g}" if high == math.inf else f"between {low:g} and {high:g}"
+        raise ModelLoadError(
+            f"{path}: field {key!r} must be a number {bounds}, got {value!r}; the config is "
+            "damaged: reinstall promofilter or rebuild the model"
+        )
+    return number
 
 
 def windows(ids: Sequence[int], max_length: int) -> list[list[int]]:

@@ -73,6 +73,14 @@ def test_help_documents_the_exit_codes(capsys):
     assert "exit codes" in capsys.readouterr().out
 
 
+def test_clean_help_offers_only_what_clean_does(capsys):
+    assert cli.main(["clean", "--help"]) == 0
+    out = capsys.readouterr().out
+    assert re.search(r"^  3 ", out, re.MULTILINE)
+    assert not re.search(r"^  1 ", out, re.MULTILINE)  # one text in: no error records
+    assert "--quiet" not in out  # no progress bar or run summary to silence
+
+
 # --- score -----------------------------------------------------------------------------------
 
 
@@ -312,6 +320,16 @@ def test_the_output_may_not_overwrite_the_input(tmp_path, capsys):
     assert cli.main(["score", str(source), "-o", str(source)]) == 2
     assert "would overwrite the input" in capsys.readouterr().err
     assert source.read_text() == '{"text": "Hallo"}\n'
+
+
+def test_an_output_suffix_that_cannot_hold_records_exits_2_naming_the_file(tmp_path, capsys):
+    source = write_lines(tmp_path / "in.jsonl", [json.dumps({"text": "Hallo"})])
+    output = tmp_path / "out.txt"
+    assert cli.main(["score", str(source), "-o", str(output)]) == 2
+    error = capsys.readouterr().err
+    assert f"{output}: its suffix '.txt' means 'text', which cannot hold records" in error
+    assert "--output-format" in error and not output.exists()
+    assert cli.main(["score", str(source), "-o", str(output), "--output-format", "csv"]) == 0
 
 
 def test_a_file_that_is_not_utf8_exits_2(tmp_path, capsys):

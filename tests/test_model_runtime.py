@@ -321,6 +321,27 @@ def test_a_damaged_model_is_refused_or_reported(model_dir, tmp_path):
         promofilter.load(copy, verify=False)
 
 
+@pytest.mark.parametrize(
+    ("field", "value", "message"),
+    [
+        ("threshold", "high", r"field 'threshold' must be a number between 0 and 1, got 'high'"),
+        ("threshold", 1.5, r"field 'threshold' must be a number between 0 and 1, got 1\.5"),
+        ("max_length", 2, r"field 'max_length' must be a number at least 3, got 2"),
+        ("split_confidence", None, r"field 'split_confidence' .* got None"),
+        ("id2label", ["factual", "promotional"], r"id2label must map class indices to labels"),
+    ],
+)
+def test_a_damaged_config_is_a_model_load_error_naming_the_field(
+    model_dir, tmp_path, field, value, message
+):
+    copy = tmp_path / "model"
+    shutil.copytree(model_dir, copy)
+    config = json.loads((copy / "config.json").read_text())
+    (copy / "config.json").write_text(json.dumps({**config, field: value}))
+    with pytest.raises(ModelLoadError, match=rf"config\.json: {message}"):
+        promofilter.load(copy)
+
+
 def test_a_missing_default_model_says_what_to_do(monkeypatch, tmp_path):
     monkeypatch.setattr(promofilter.model, "default_model_path", lambda: tmp_path / "default")
     with pytest.raises(ModelLoadError, match=r"default model is missing.*Reinstall"):
