@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
 import numpy as np
-from promofilter.jsonfiles import packed, unpacked
+from promofilter.jsonfiles import packed, unpacked, write_json
 
 CONTEXT_HEAD_FILE = "context_head.json"
 CONTEXT_HEAD_KIND = "neighbour-logistic"
@@ -131,7 +131,7 @@ class ContextHead:
         }
 
     def save(self, path: str | Path) -> None:
-        _write_json(path, self.to_json())
+        write_json(path, self.to_json())
 
     @classmethod
     def from_json(cls, raw: Any) -> ContextHead:
@@ -299,7 +299,7 @@ class DocumentHead:
         }
 
     def save(self, path: str | Path) -> None:
-        _write_json(path, self.to_json())
+        write_json(path, self.to_json())
 
     @classmethod
     def from_json(cls, raw: Any) -> DocumentHead:
@@ -388,7 +388,7 @@ class MixtureHead:
         }
 
     def save(self, path: str | Path) -> None:
-        _write_json(path, self.to_json())
+        write_json(path, self.to_json())
 
     @classmethod
     def from_json(cls, raw: Any) -> MixtureHead:
@@ -492,10 +492,6 @@ def _layer_norm(x: np.ndarray, weight: np.ndarray, bias: np.ndarray) -> np.ndarr
     centred = x - x.mean(axis=-1, keepdims=True)
     variance = (centred**2).mean(axis=-1, keepdims=True)
     return centred / np.sqrt(variance + DocumentHead.LAYER_NORM_EPS) * weight + bias
-
-
-def _write_json(path: str | Path, content: dict[str, Any]) -> None:
-    Path(path).write_text(json.dumps(content) + "\n", encoding="utf-8")
 
 
 def _sigmoid(logits: np.ndarray) -> np.ndarray:

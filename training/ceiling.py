@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from training.build import BuildConfig, _load_tokenizer
+from training.build import BuildConfig, _load_tokenizer, stored_threshold
 from training.context import fit_targets
 from training.corpus import Document, read_documents
 from training.metrics import binary_counts
@@ -52,14 +52,15 @@ def ceiling(
     chosen = dev_metrics(
         dev_truth[dev_known].astype(float), dev_scores[dev_known], precision_target
     )
+    threshold = stored_threshold(chosen["threshold"])  # as the build stores it
     report = {
-        "threshold": round(float(chosen["threshold"]), 6),
+        "threshold": threshold,
         "dev": {"f1": round(chosen["f1"], 4), "segments": int(dev_known.sum())},
     }
     for name, documents in evaluations.items():
         known, truth = _segment_targets(documents)
         found = np.concatenate(score(documents))
-        counts = binary_counts(truth[known], found[known] >= chosen["threshold"])
+        counts = binary_counts(truth[known], found[known] >= threshold)
         report[name] = {
             "f1": round(counts.f1, 4),
             "precision": round(counts.precision, 4),

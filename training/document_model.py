@@ -25,6 +25,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -34,6 +35,10 @@ from transformers import BertConfig, BertModel, BertPreTrainedModel
 from transformers.modeling_outputs import SequenceClassifierOutput
 
 from training.modeling import PromoClassifier, classifier_config
+
+if TYPE_CHECKING:
+    from datasets import Dataset
+    from transformers import PreTrainedTokenizerBase
 
 # a segment's label for the loss: P(promotional) in [0, 1]; this marks a segment that only
 # serves as context (ambiguous gold label)
@@ -384,7 +389,7 @@ def student_config(
     num_layers: int,
     intermediate_size: int | None,
     context_layers: int = CONTEXT_DEFAULTS["context_layers"],
-):
+) -> BertConfig:
     config = classifier_config(teacher, num_layers)
     config.architectures = [HierarchicalClassifier.__name__]
     config.intermediate_size = intermediate_size or teacher.intermediate_size
@@ -463,7 +468,9 @@ def document_student_from_teacher(
     return student
 
 
-def window_dataset(tokenizer, documents: Sequence, targets: Sequence[Sequence[float]]):
+def window_dataset(
+    tokenizer: PreTrainedTokenizerBase, documents: Sequence, targets: Sequence[Sequence[float]]
+) -> Dataset:
     """The teacher's training rows: one per window of ``documents`` (corpus documents),
     with one label per segment from ``targets`` (:data:`UNLABELED` for none)."""
     texts = [[segment.text for segment in document.segments] for document in documents]
@@ -471,8 +478,10 @@ def window_dataset(tokenizer, documents: Sequence, targets: Sequence[Sequence[fl
 
 
 def text_window_dataset(
-    tokenizer, texts: Sequence[Sequence[str]], targets: Sequence[Sequence[float]]
-):
+    tokenizer: PreTrainedTokenizerBase,
+    texts: Sequence[Sequence[str]],
+    targets: Sequence[Sequence[float]],
+) -> Dataset:
     """:func:`window_dataset` for documents given as their segment texts."""
     from datasets import Dataset
 
@@ -491,11 +500,11 @@ def text_window_dataset(
 
 
 def document_dataset(
-    tokenizer,
+    tokenizer: PreTrainedTokenizerBase,
     documents: Sequence[Sequence[str]],
     targets: Sequence[Sequence[float]],
     max_length: int,
-):
+) -> Dataset:
     """The student's training rows: one per document (a sequence of segment texts), its
     segments tokenized as the runtime tokenizes them, one label per segment."""
     from datasets import Dataset

@@ -11,9 +11,10 @@ If it closed the gap, the runtime would have to encode documents as one sequence
 
     python -m training.document_student --work-dir ~/.cache/promofilter/runs/build-default
 
-The work directory must hold a finished build's teacher and ``distill_teacher.json``; the
-student goes to ``document-reader-<layers>`` beside them (3 layers, 3 epochs: 47 minutes
-on 2 cores).
+The work directory must hold a finished build's teacher and distillation targets
+(``distill_teacher-12.json`` for the default 12 variants per document); the student goes
+to ``document-reader-<layers>`` beside them, ``-epochs<n>`` added for other than 3 epochs
+(3 layers, 3 epochs: 47 minutes on 2 cores).
 """
 
 from __future__ import annotations
@@ -48,7 +49,8 @@ def distil_document_student(config: BuildConfig, layers: int, epochs: float) -> 
     )
     from training.train import run_trainer
 
-    name = f"document-reader-{layers}"
+    # other epochs get their own directory: a saved student of other epochs is not reused
+    name = f"document-reader-{layers}" + (f"-epochs{epochs:g}" if epochs != 3 else "")
     target = config.work_dir / name
     if (target / "config.json").is_file():
         return target

@@ -268,8 +268,6 @@ def resolve_model(name_or_path: str, train: Path | None = None, dev: Path | None
     if path.is_dir() and (path / "model.onnx").is_file():
         import promofilter
 
-        if not hasattr(promofilter, "load"):
-            raise SystemExit(f"{path}: this promofilter version cannot load ONNX model directories")
         return promofilter.load(path)
     raise SystemExit(
         f"--model {name_or_path!r}: expected 'keyword', 'tfidf', a TF-IDF .json file "
@@ -289,17 +287,14 @@ def fit_tfidf(train: Path, dev: Path, generated_per_document: int = 6):
     return TfidfBaseline.fit(texts, labels, dev_texts, dev_labels)
 
 
-def write_report(
-    report: dict, scored: Sequence[ScoredSegment], directory: Path, plot: bool = True
-) -> None:
+def write_report(report: dict, scored: Sequence[ScoredSegment], directory: Path) -> None:
     """Write report.json, report.md, pr_curve.png and confusion_matrix.png to ``directory``."""
     directory.mkdir(parents=True, exist_ok=True)
     truth = np.array([item.segment.label == PROMOTIONAL for item in scored])
     scores = np.array([item.score for item in scored])
-    if plot:
-        _plot_pr_curve(truth, scores, report, directory / "pr_curve.png")
-        _plot_confusion(report["segment"]["confusion"], report, directory / "confusion_matrix.png")
-    write_report_files(directory, report, _markdown(report, scored, plot))
+    _plot_pr_curve(truth, scores, report, directory / "pr_curve.png")
+    _plot_confusion(report["segment"]["confusion"], report, directory / "confusion_matrix.png")
+    write_report_files(directory, report, _markdown(report, scored))
 
 
 def write_report_files(directory: Path, report: dict, markdown: str) -> None:
@@ -351,7 +346,7 @@ def _plot_confusion(confusion: dict, report: dict, path: Path) -> None:
     plt.close(figure)
 
 
-def _markdown(report: dict, scored: Sequence[ScoredSegment], plot: bool) -> str:
+def _markdown(report: dict, scored: Sequence[ScoredSegment]) -> str:
     segment, characters, document = report["segment"], report["characters"], report["document"]
     lines = [
         f"# Evaluation: `{report['model']}` on `{report.get('data', '?')}`",
@@ -380,8 +375,7 @@ def _markdown(report: dict, scored: Sequence[ScoredSegment], plot: bool) -> str:
         f"({report['ambiguous']['flagged']} flagged) |",
         "",
     ]
-    if plot:
-        lines += ["![PR curve](pr_curve.png) ![confusion matrix](confusion_matrix.png)", ""]
+    lines += ["![PR curve](pr_curve.png) ![confusion matrix](confusion_matrix.png)", ""]
     for dimension, groups in report["breakdown"].items():
         lines += [
             f"## By {dimension}",

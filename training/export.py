@@ -12,9 +12,13 @@ import tempfile
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 from promofilter.model import softmax
+
+if TYPE_CHECKING:
+    from training.modeling import PromoClassifier
 
 INPUT_NAMES = ("input_ids", "attention_mask")
 OUTPUT_NAME = "logits"
@@ -24,7 +28,7 @@ OPSET = 18
 FEED_FORWARD_PARTS = ("intermediate", "output")
 
 
-def export_onnx(model, path: str | Path, vocab_size: int | None = None) -> Path:
+def export_onnx(model: PromoClassifier, path: str | Path) -> Path:
     """Write ``model`` as a single-file fp32 ONNX graph with dynamic batch and sequence axes."""
     import torch
 
@@ -42,7 +46,7 @@ def export_onnx(model, path: str | Path, vocab_size: int | None = None) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     model.eval()
-    vocab_size = vocab_size or model.config.vocab_size
+    vocab_size = model.config.vocab_size
     generator = torch.Generator().manual_seed(0)
     # batch 2 x length 7: distinct sizes so neither axis is specialised to a constant
     example = (

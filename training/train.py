@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Sequence
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -23,6 +24,10 @@ from training.metrics import (
     threshold_for_precision,
 )
 
+if TYPE_CHECKING:
+    from datasets import Dataset
+    from transformers import PreTrainedModel
+
 DEFAULT_RUNS_DIR = Path("~/.cache/promofilter/runs").expanduser()
 # parameters whose names start with this take FineTuneArgs.head_learning_rate
 HEAD_PREFIX = "context."
@@ -30,7 +35,8 @@ HEAD_PREFIX = "context."
 
 @dataclass
 class FineTuneArgs:
-    """Settings of one Trainer run; the defaults are the shipped model's teacher run."""
+    """Settings of one Trainer run; the build's stages set theirs
+    (:meth:`training.build.BuildConfig.fine_tune_args`)."""
 
     run_dir: Path
     epochs: float = 3.0
@@ -53,47 +59,6 @@ class FineTuneArgs:
         return {**asdict(self), "run_dir": str(self.run_dir)}
 
 
-def tokenized_dataset(tokenizer, texts: Sequence[str], targets: Sequence[float], max_length: int):
-    from datasets import Dataset
-
-    encoded = tokenizer(list(texts), truncation=True, max_length=max_length)
-    return Dataset.from_dict(
-        {
-            "input_ids": encoded["input_ids"],
-            "attention_mask": encoded["attention_mask"],
-            "labels": [float(t) for t in targets],
-            "length": [len(ids) for ids in encoded["input_ids"]],
-        }
-    )
-
-
-def predict_proba_torch(
-    model, tokenizer, texts: Sequence[str], max_length: int, batch_size: int = 64
-) -> np.ndarray:
-    """P(promotional) from a PyTorch ``PromoClassifier``, batches sorted by length."""
-    import torch
-
-    from training.modeling import PROMOTIONAL_ID
-
-    model.eval()
-    order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
-    scores = np.zeros(len(texts), dtype=np.float32)
-    with torch.inference_mode():
-        for start in range(0, len(order), batch_size):
-            chosen = order[start : start + batch_size]
-            batch = tokenizer(
-                [texts[i] for i in chosen],
-                truncation=True,
-                max_length=max_length,
-                padding=True,
-                return_tensors="pt",
-            )
-            logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"])
-            probabilities = torch.softmax(logits.logits.float(), dim=-1)[:, PROMOTIONAL_ID]
-            scores[chosen] = probabilities.numpy()
-    return scores
-
-
 def dev_metrics(labels: np.ndarray, scores: np.ndarray, precision_target: float) -> dict:
     truth = labels >= 0.5
     threshold = threshold_for_precision(truth, scores, precision_target)
@@ -108,31 +73,16 @@ def dev_metrics(labels: np.ndarray, scores: np.ndarray, precision_target: float)
     }
 
 
-def fine_tune(
-    model,
-    tokenizer,
-    train_texts: Sequence[str],
-    train_targets: Sequence[float],
-    dev_texts: Sequence[str],
-    dev_labels: np.ndarray,
+def run_trainer(
+    model: PreTrainedModel,
+    train: Dataset,
+    dev: Dataset,
+    collator: Callable[[list[dict]], dict],
     args: FineTuneArgs,
-):
-    """Train a segment classifier in place with early stopping on dev PR-AUC; return the
-    best model.
-
-    Resumes from the newest checkpoint in ``args.run_dir`` if there is one, so that a killed
-    run continues where it stopped.
-    """
-    from transformers import DataCollatorWithPadding
-
-    train = tokenized_dataset(tokenizer, train_texts, train_targets, args.max_length)
-    dev = tokenized_dataset(tokenizer, dev_texts, dev_labels, args.max_length)
-    return run_trainer(model, train, dev, DataCollatorWithPadding(tokenizer), args)
-
-
-def run_trainer(model, train, dev, collator, args: FineTuneArgs, remove_unused_columns=True):
-    """The Trainer run behind :func:`fine_tune` and the document models' training
-    (:mod:`training.document_model`): ``train`` and ``dev`` are datasets with a ``length``
+    remove_unused_columns: bool = True,
+) -> PreTrainedModel:
+    """The Trainer run behind the document models' training (teacher and student; see
+    :mod:`training.document_model`): ``train`` and ``dev`` are datasets with a ``length``
     column (tokens, for batches of like length) that ``collator`` turns into the model's
     inputs, ``labels`` among them (P(promotional), or below 0 for a segment that is not
     scored). Early stopping on dev PR-AUC; returns the best model."""
