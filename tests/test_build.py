@@ -604,19 +604,39 @@ def test_a_base_trimmed_from_another_base_model_is_not_resumed(
         stage_base(other)
 
 
-def test_checkpoints_of_a_run_on_other_inputs_are_not_resumed(tmp_path: Path) -> None:
+def test_checkpoints_of_a_run_on_other_inputs_or_settings_are_not_resumed(tmp_path: Path) -> None:
     from training.build import SPLIT_RECORD_FILE, _prepare_run_dir
+    from training.train import FineTuneArgs
 
     run = tmp_path / "document-teacher-run"
-    (run / "checkpoint-477").mkdir(parents=True)  # a run from before runs recorded inputs
-    _prepare_run_dir(run, {"train_split_sha256": "a"})
-    assert (run / "checkpoint-477").is_dir()  # resumed as it is
-    assert json.loads((run / SPLIT_RECORD_FILE).read_text()) == {"train_split_sha256": "a"}
-    _prepare_run_dir(run, {"train_split_sha256": "a"})
-    assert (run / "checkpoint-477").is_dir()  # same inputs: resumed
-    _prepare_run_dir(run, {"train_split_sha256": "b"})
-    assert not (run / "checkpoint-477").exists()  # other inputs: started afresh
-    assert json.loads((run / SPLIT_RECORD_FILE).read_text()) == {"train_split_sha256": "b"}
+    checkpoint = run / "checkpoint-477"
+    checkpoint.mkdir(parents=True)  # a run from before runs recorded their inputs
+    args = FineTuneArgs(run_dir=run, learning_rate=3e-5)
+    _prepare_run_dir(args, {"train_split_sha256": "a"})
+    assert checkpoint.is_dir()  # resumed as it is
+    saved = json.loads((run / SPLIT_RECORD_FILE).read_text())
+    assert saved["train_split_sha256"] == "a" and saved["fine_tune"]["learning_rate"] == 3e-5
+    quiet = FineTuneArgs(run_dir=run, learning_rate=3e-5, progress=False)
+    _prepare_run_dir(quiet, {"train_split_sha256": "a"})
+    assert checkpoint.is_dir()  # same inputs and settings: resumed
+    _prepare_run_dir(FineTuneArgs(run_dir=run, learning_rate=5e-5), {"train_split_sha256": "a"})
+    assert not checkpoint.exists()  # another learning rate: started afresh
+    checkpoint.mkdir()
+    _prepare_run_dir(FineTuneArgs(run_dir=run, learning_rate=5e-5), {"train_split_sha256": "b"})
+    assert not checkpoint.exists()  # another split: started afresh
+
+
+def test_a_teacher_that_learned_nothing_stops_the_build(tmp_path: Path) -> None:
+    from training.build import TrainingFailedError, _check_learned
+
+    run = tmp_path / "document-teacher-run"
+    (run / "checkpoint-954").mkdir(parents=True)
+    state = run / "checkpoint-954" / "trainer_state.json"
+    state.write_text(json.dumps({"best_metric": 0.9767}))
+    _check_learned("teacher", run)
+    state.write_text(json.dumps({"best_metric": 0.31}))
+    with pytest.raises(TrainingFailedError, match=r"dev PR-AUC of only 0\.310.*--teacher-learn"):
+        _check_learned("teacher", run)
 
 
 def test_a_kill_while_a_model_is_saved_leaves_no_finished_stage(tmp_path: Path) -> None:
