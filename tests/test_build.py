@@ -98,6 +98,7 @@ def test_the_config_records_the_teachers_train_split(smoke_build: Path) -> None:
         "train_documents": len(read_documents(SPLITS_DIR / "train.jsonl")),
         "generated_per_document": 1,
         "made_from": {"base": sha256_file(smoke_build / "work" / "base" / "model.safetensors")},
+        "seed": 13,
     }
     assert "The teacher was kept from a build on an earlier train split" not in render_model_card(
         config, smoke=True
@@ -666,3 +667,64 @@ def test_a_kill_while_a_model_is_saved_leaves_no_finished_stage(tmp_path: Path) 
         "tokenizer.json",
         "training_data.json",
     }
+
+
+def test_the_collapse_guard_stops_a_run_that_only_guesses_the_base_rate() -> None:
+    from training.train import CollapseGuard, TrainingCollapsed, base_rate_loss
+
+    base = base_rate_loss([[1.0, 0.0, 0.0], [0.0, -1.0]])  # a quarter promotional
+    assert base == pytest.approx(-(0.25 * np.log(0.25) + 0.75 * np.log(0.75)))
+    # the 747-document teacher at 5e-5 (docs/student-choice.md): caught at epoch 0.42
+    collapsed = CollapseGuard(0.650)
+    for epoch, loss in [(0.10, 0.621), (0.21, 0.582), (0.31, 0.628)]:
+        collapsed.observe(epoch, loss)
+    with pytest.raises(TrainingCollapsed, match=r"mean training loss 0\.605"):
+        collapsed.observe(0.42, 0.606)
+    # the 667-document teacher that trained: passes, and is not judged again
+    healthy = CollapseGuard(0.650)
+    for epoch, loss in [(0.12, 0.622), (0.25, 0.425), (0.37, 0.438), (0.49, 0.306), (0.6, 0.9)]:
+        healthy.observe(epoch, loss)
+    assert healthy.checked
+
+
+def test_a_collapsed_teacher_run_is_retried_with_the_next_seed(
+    smoke_build: Path, converted: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from training import train
+    from training.build import (
+        COLLAPSED_FILE,
+        TEACHER_DIR,
+        BuildConfig,
+        TrainingFailedError,
+        stage_teacher,
+    )
+
+    work = _smoke_copy(smoke_build, tmp_path)
+    shutil.rmtree(work / TEACHER_DIR)
+    config = BuildConfig.for_smoke(work, tmp_path / "model", base_model=str(converted))
+    seeds = []
+
+    def collapses_with_seed_13(model, train_set, dev, collator, args, **kwargs):
+        seeds.append(args.seed)
+        if args.seed == 13:
+            raise train.TrainingCollapsed("mean training loss 0.605")
+        return model
+
+    monkeypatch.setattr(train, "run_trainer", collapses_with_seed_13)
+    teacher = stage_teacher(config, work / "base")
+    assert seeds == [13, 14]
+    assert json.loads((teacher / "training_data.json").read_text())["seed"] == 14
+    assert json.loads((work / f"{TEACHER_DIR}-run" / COLLAPSED_FILE).read_text())["seed"] == 13
+    assert (work / f"{TEACHER_DIR}-seed14-run").is_dir()
+    # made again: the collapsed seed is not tried twice
+    shutil.rmtree(teacher)
+    stage_teacher(config, work / "base")
+    assert seeds == [13, 14, 14]
+
+    def always_collapses(model, train_set, dev, collator, args, **kwargs):
+        raise train.TrainingCollapsed("mean training loss 0.66")
+
+    monkeypatch.setattr(train, "run_trainer", always_collapses)
+    shutil.rmtree(teacher)
+    with pytest.raises(TrainingFailedError, match=r"every seed \(13, 14, 15"):
+        stage_teacher(config, work / "base")

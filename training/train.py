@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -73,6 +73,48 @@ def dev_metrics(labels: np.ndarray, scores: np.ndarray, precision_target: float)
     }
 
 
+class TrainingCollapsed(RuntimeError):
+    """The training loss stayed at the entropy of the base rate: the model learned to guess
+    the share of promotional segments and nothing else (see :class:`CollapseGuard`)."""
+
+
+def base_rate_loss(targets: Sequence[Sequence[float]]) -> float:
+    """The binary cross-entropy of always predicting the share of promotional labels among
+    ``targets`` (per document, negative for unlabelled segments)."""
+    known = [label for labels in targets for label in labels if label >= 0]
+    share = min(max(float(np.mean(known)), 1e-6), 1 - 1e-6)
+    return -(share * math.log(share) + (1 - share) * math.log(1 - share))
+
+
+class CollapseGuard:
+    """Raises :class:`TrainingCollapsed` (:meth:`observe`) at the first training loss logged
+    from ``check_at`` epochs on if the mean loss logged since ``since`` epochs is still at
+    least ``share`` of ``base_loss`` (:func:`base_rate_loss`). Healthy teacher runs were at
+    0.39-0.47 there against a base-rate loss of 0.65, collapsed ones at 0.61-0.67
+    (docs/student-choice.md), so a collapse costs a third of an epoch instead of two."""
+
+    def __init__(
+        self, base_loss: float, since: float = 0.2, check_at: float = 0.4, share: float = 0.85
+    ) -> None:
+        self.base_loss, self.since, self.check_at, self.share = base_loss, since, check_at, share
+        self.losses: list[float] = []
+        self.checked = False
+
+    def observe(self, epoch: float, loss: float) -> None:
+        if self.checked:
+            return
+        if epoch >= self.since:
+            self.losses.append(float(loss))
+        if epoch >= self.check_at and self.losses:
+            self.checked = True
+            mean = float(np.mean(self.losses))
+            if mean >= self.share * self.base_loss:
+                raise TrainingCollapsed(
+                    f"mean training loss {mean:.3f} from epoch {self.since} to {epoch:.2f}, "
+                    f"against {self.base_loss:.3f} for guessing the base rate"
+                )
+
+
 def run_trainer(
     model: PreTrainedModel,
     train: Dataset,
@@ -80,6 +122,7 @@ def run_trainer(
     collator: Callable[[list[dict]], dict],
     args: FineTuneArgs,
     remove_unused_columns: bool = True,
+    collapse_guard: CollapseGuard | None = None,
 ) -> PreTrainedModel:
     """The Trainer run behind the document models' training (teacher and student; see
     :mod:`training.document_model`): ``train`` and ``dev`` are datasets with a ``length``
@@ -90,9 +133,19 @@ def run_trainer(
     from transformers import (
         EarlyStoppingCallback,
         Trainer,
+        TrainerCallback,
         TrainingArguments,
         set_seed,
     )
+
+    class _GuardCallback(TrainerCallback):
+        def __init__(self, guard: CollapseGuard) -> None:
+            self.guard = guard
+
+        def on_log(self, args, state, control, logs=None, **kwargs):
+            if logs and "loss" in logs and state.epoch is not None:
+                self.guard.observe(state.epoch, logs["loss"])
+
     from transformers.trainer_utils import get_last_checkpoint
 
     set_seed(args.seed)
@@ -167,7 +220,10 @@ def run_trainer(
         eval_dataset=dev,
         data_collator=collator,
         compute_metrics=compute_metrics,
-        callbacks=[EarlyStoppingCallback(early_stopping_patience=args.patience)],
+        callbacks=[
+            EarlyStoppingCallback(early_stopping_patience=args.patience),
+            *([_GuardCallback(collapse_guard)] if collapse_guard else []),
+        ],
     )
     trainer.train(resume_from_checkpoint=get_last_checkpoint(str(args.run_dir)))
     return trainer.model
