@@ -257,7 +257,8 @@ def _train_documents(config: BuildConfig, per_document: int, seed: int):
 
 def stage_teacher(config: BuildConfig, base: Path) -> Path:
     """The 12-layer teacher that reads each document whole (:class:`DocumentClassifier`),
-    fine-tuned on the train split plus generated variants."""
+    fine-tuned on the train split plus generated variants; a run whose training collapses
+    to guessing the base rate is dropped for one with the next of :data:`TEACHER_SEEDS`."""
     from transformers import AutoConfig
 
     from training.document_model import (
