@@ -136,8 +136,10 @@ class ModelConfig:
             context_head_sha256=raw.get("context_head_sha256"),
             char_ngrams_sha256=raw.get("char_ngrams_sha256"),
             cascade_sha256=raw.get("cascade_sha256"),
-            split_confidence=_config_number(path, raw, "split_confidence", float, 0.0, 0.0, 1.0),
-            pad_token_id=int(_config_number(path, raw, "pad_token_id", int, 0, low=0)),
+            split_confidence=_config_number(
+                path, raw, "split_confidence", float, default=0.0, low=0.0, high=1.0
+            ),
+            pad_token_id=int(_config_number(path, raw, "pad_token_id", int, default=0, low=0)),
             raw=raw,
         )
 
