@@ -728,3 +728,43 @@ def test_a_collapsed_teacher_run_is_retried_with_the_next_seed(
     shutil.rmtree(teacher)
     with pytest.raises(TrainingFailedError, match=r"every seed \(13, 14, 15"):
         stage_teacher(config, work / "base")
+
+
+def test_the_collapse_guard_stops_a_real_trainer_run(smoke_build: Path, tmp_path: Path) -> None:
+    from functools import partial
+
+    from transformers import AutoConfig
+
+    from training.build import SMOKE_ENCODER, _load_tokenizer
+    from training.document_model import (
+        DocumentClassifier,
+        collate_windows,
+        gold_targets,
+        teacher_config,
+        window_dataset,
+    )
+    from training.train import CollapseGuard, FineTuneArgs, TrainingCollapsed, run_trainer
+
+    base = smoke_build / "work" / "base"
+    tokenizer = _load_tokenizer(base)
+    config = teacher_config(AutoConfig.from_pretrained(base, local_files_only=True))
+    for key, value in {**SMOKE_ENCODER, "num_hidden_layers": 1}.items():
+        setattr(config, key, value)
+    documents = read_documents(SPLITS_DIR / "train.jsonl")[:6]
+    windows = window_dataset(tokenizer, documents, gold_targets(documents))
+    args = FineTuneArgs(
+        run_dir=tmp_path / "run", max_steps=3, batch_size=2, eval_batch_size=2, progress=False
+    )
+    # a loss no run reaches in three steps: the guard must stop the Trainer at its first log
+    guard = CollapseGuard(base_loss=1e-3, since=0.0, check_at=0.0)
+    with pytest.raises(TrainingCollapsed, match="for guessing the base rate"):
+        run_trainer(
+            DocumentClassifier(config),
+            windows,
+            windows,
+            partial(collate_windows, pad_id=tokenizer.pad_token_id),
+            args,
+            remove_unused_columns=False,
+            collapse_guard=guard,
+        )
+    assert guard.checked
