@@ -471,9 +471,7 @@ def stage_targets(config: BuildConfig, teacher_dir: Path) -> Path:
         "train_split": split_record(config),
         "made_from": made_from,
     }
-    partial_file = target.with_suffix(".partial")
-    partial_file.write_text(json.dumps(content))
-    partial_file.rename(target)
+    write_json(target, content)  # whole or not at all: a half file would resume as done
     return target
 
 
